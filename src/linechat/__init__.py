@@ -1,0 +1,19 @@
+"""linechat: line protocols (SMTP, POP3, IMAP, Redis inline, IRC...) on asyncio.
+
+The layers, from the bytes up: :class:`LineFramer` (sans-I/O framing),
+:class:`LineProtocol` (asyncio callbacks, the fast path) and
+:class:`LineStream` (coroutines).
+"""
+
+from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
+from .framing import LineFramer
+
+__all__ = [
+    "ConnectionClosed",
+    "IdleTimeout",
+    "LineFramer",
+    "LineTooLong",
+    "ProtocolError",
+]
+
+__version__ = "0.1.0"

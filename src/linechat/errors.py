@@ -1,0 +1,28 @@
+"""The exceptions linechat raises, in one place so every layer shares them."""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """The peer broke the framing rules (or the framer was used out of order)."""
+
+
+class LineTooLong(ProtocolError):
+    """A line grew past ``max_line_length`` before its delimiter came.
+
+    ``lines`` holds the complete lines that the same call delivered before the
+    over-long one, so nothing the peer sent earlier is lost.
+    """
+
+    def __init__(self, limit: int, lines: list[bytes] | None = None) -> None:
+        super().__init__(f"line longer than {limit} bytes")
+        self.limit = limit
+        self.lines: list[bytes] = lines if lines is not None else []
+
+
+class IdleTimeout(ProtocolError):
+    """The peer sent nothing for longer than the idle timeout."""
+
+
+class ConnectionClosed(Exception):
+    """The connection is gone; nothing more can be written or read."""

@@ -1,0 +1,271 @@
+"""Sans-I/O line framing: bytes go in, lines come out.
+
+The framer knows nothing of sockets or asyncio. It owns every framing rule:
+the delimiter, the lenient bare-LF mode, the line-length limit, counted raw
+reads and what is left at end of stream.
+
+Two ways to read, over one buffer, freely mixed:
+
+* **Batch** (the fast path): ``feed(data)`` returns every line that ``data``
+  completes. A chunk is split with one C-level ``bytes.split``; nothing is
+  copied per line.
+* **Pull**: ``receive(data)`` only buffers; ``next_line()`` and
+  ``read_exactly(n)`` take one item at a time, for protocols that switch to
+  counted payloads (memcached values, SMTP-like bodies).
+
+A caller of ``feed`` that learns, while handling the returned lines, that raw
+bytes follow the k-th line calls ``rewind(k)``: the lines after it become
+unread bytes again, exactly as they arrived, and pull reads go on from there.
+"""
+
+from __future__ import annotations
+
+from .errors import LineTooLong, ProtocolError
+
+__all__ = ["DEFAULT_MAX_LINE_LENGTH", "LineFramer"]
+
+DEFAULT_MAX_LINE_LENGTH = 65536
+
+
+class LineFramer:
+    """Split a byte stream into lines.
+
+    ``delimiter`` is any non-empty byte string (CRLF by default). With
+    ``lenient=True`` a line also ends at a bare LF, and a CR just before an LF
+    is dropped; the delimiter must then be CRLF or LF.
+
+    A line longer than ``max_line_length`` (delimiter excluded) raises
+    :class:`LineTooLong` as soon as the limit is crossed. The exception's
+    ``lines`` are the complete lines delivered before it. After it the framer
+    refuses input until :meth:`resync` is called, which discards the rest of
+    the over-long line (through its delimiter) and goes on.
+
+    The buffer never holds more than ``max_line_length`` plus one chunk while
+    reading lines. A raw read of ``n`` bytes buffers up to ``n`` bytes: bound
+    ``n`` in the protocol.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_discarding",
+        "_eof",
+        "_failed",
+        "_lenient",
+        "_max",
+        "_overlap",
+        "_scan_from",
+        "_sep",
+        "_source",
+    )
+
+    def __init__(
+        self,
+        delimiter: bytes = b"\r\n",
+        *,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        lenient: bool = False,
+    ) -> None:
+        if not isinstance(delimiter, bytes) or not delimiter:
+            raise ValueError("delimiter must be a non-empty bytes object")
+        if max_line_length < 1:
+            raise ValueError("max_line_length must be at least 1")
+        if lenient and delimiter not in (b"\r\n", b"\n"):
+            raise ValueError("lenient mode needs the delimiter CRLF or LF")
+        self._lenient = lenient
+        # In lenient mode every line ends at an LF; the CR is stripped after.
+        self._sep = b"\n" if lenient else delimiter
+        self._overlap = len(self._sep) - 1
+        self._max = max_line_length
+        self._buf = bytearray()
+        self._scan_from = 0  # no delimiter starts before this offset of _buf
+        self._source: bytes | None = None  # what the last feed() split
+        self._failed = False
+        self._discarding = False
+        self._eof = False
+
+    # -- what the caller can ask -------------------------------------------
+
+    @property
+    def delimiter(self) -> bytes:
+        return b"\r\n" if self._lenient else self._sep
+
+    @property
+    def lenient(self) -> bool:
+        return self._lenient
+
+    @property
+    def max_line_length(self) -> int:
+        return self._max
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are held and not yet handed out."""
+        return len(self._buf)
+
+    # -- batch -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the lines it completes, delimiters removed."""
+        self._check_open()
+        self._source = b""  # until lines are split, rewind() has nothing to give back
+        buf = self._buf
+        if self._discarding:
+            if not self._discard(data):
+                return []
+            data = bytes(buf)
+            buf.clear()
+        elif buf:
+            buf += data
+            if buf.find(self._sep, self._scan_from) < 0:
+                self._scan_from = max(0, len(buf) - self._overlap)
+                if len(buf) > self._max:
+                    self._overflow_unterminated([])
+                return []
+            data = bytes(buf)
+            buf.clear()
+            self._scan_from = 0
+        return self._split(data)
+
+    def rewind(self, used: int) -> None:
+        """Give back the lines of the last ``feed()`` after the first ``used``.
+
+        Their bytes, delimiters included, become unread input again, ahead of
+        anything buffered, exactly as the peer sent them. Call it before any
+        other call on the framer.
+        """
+        source = self._source
+        if source is None:
+            raise ProtocolError("rewind() must follow feed() directly")
+        self._source = None
+        if not source:
+            return
+        # Only the unterminated tail of ``source`` is buffered after feed().
+        self._buf[:] = source[self._offset_after(source, used) :]
+        self._scan_from = 0
+
+    def _split(self, data: bytes) -> list[bytes]:
+        if self._lenient and b"\r" in data:
+            lines = data.replace(b"\r\n", b"\n").split(b"\n")
+        else:
+            lines = data.split(self._sep)
+        tail = lines.pop()
+        if len(data) > self._max:
+            if len(tail) > self._max:
+                self._overflow_unterminated(lines)
+            if lines and max(map(len, lines)) > self._max:
+                self._overflow_terminated(data, lines, tail)
+        if tail:
+            self._buf += tail
+            self._scan_from = len(tail) - self._overlap if len(tail) > self._overlap else 0
+        self._source = data
+        return lines
+
+    # -- pull --------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Add ``data`` to the buffer without splitting it."""
+        self._check_open()
+        self._source = None
+        if self._discarding:
+            self._discard(data)
+        else:
+            self._buf += data
+
+    def next_line(self) -> bytes | None:
+        """Take one complete line from the buffer, or ``None`` if none is there."""
+        self._check_open()
+        self._source = None
+        buf = self._buf
+        end = buf.find(self._sep, self._scan_from)
+        if end < 0:
+            self._scan_from = max(0, len(buf) - self._overlap)
+            if len(buf) > self._max:
+                self._overflow_unterminated([])
+            return None
+        line = bytes(buf[:end])
+        del buf[: end + len(self._sep)]
+        self._scan_from = 0
+        if self._lenient and line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self._max:
+            self._failed = True
+            raise LineTooLong(self._max)
+        return line
+
+    def read_exactly(self, n: int) -> bytes | None:
+        """Take exactly ``n`` raw bytes, or ``None`` until that many are buffered."""
+        self._check_open()
+        self._source = None
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        buf = self._buf
+        if len(buf) < n:
+            return None
+        out = bytes(buf[:n])
+        del buf[:n]
+        self._scan_from = 0
+        return out
+
+    # -- end of stream and errors ------------------------------------------
+
+    def feed_eof(self) -> list[bytes]:
+        """End of stream: return the unterminated last line, if any bytes are left.
+
+        After this the framer takes no more input. In discard mode the rest of
+        the over-long line is dropped.
+        """
+        self._source = None
+        self._eof = True
+        if self._failed or self._discarding or not self._buf:
+            self._buf.clear()
+            return []
+        last = bytes(self._buf)
+        self._buf.clear()
+        return [last]
+
+    def resync(self) -> None:
+        """After :class:`LineTooLong`: drop the rest of that line and go on."""
+        self._failed = False
+
+    def _check_open(self) -> None:
+        if self._failed:
+            raise ProtocolError("framer stopped after LineTooLong; call resync() to go on")
+        if self._eof:
+            raise ProtocolError("framer is closed: feed_eof() was called")
+
+    def _overflow_unterminated(self, lines: list[bytes]) -> None:
+        self._buf.clear()
+        self._scan_from = 0
+        self._failed = True
+        self._discarding = True
+        raise LineTooLong(self._max, lines)
+
+    def _overflow_terminated(self, data: bytes, lines: list[bytes], tail: bytes) -> None:
+        bad = next(i for i, line in enumerate(lines) if len(line) > self._max)
+        self._buf.clear()
+        self._buf += data[self._offset_after(data, bad + 1) :]
+        self._scan_from = 0
+        self._failed = True
+        raise LineTooLong(self._max, lines[:bad])
+
+    def _discard(self, data: bytes) -> bool:
+        """Drop bytes through the next delimiter; True once it is found."""
+        buf = self._buf
+        buf += data
+        end = buf.find(self._sep)
+        if end < 0:
+            # Keep just enough to recognise a delimiter split across chunks.
+            del buf[: len(buf) - self._overlap]
+            return False
+        del buf[: end + len(self._sep)]
+        self._discarding = False
+        self._scan_from = 0
+        return True
+
+    def _offset_after(self, data: bytes, lines: int) -> int:
+        """Where the input after the first ``lines`` line ends of ``data`` starts."""
+        pos = 0
+        sep, step = self._sep, len(self._sep)
+        for _ in range(lines):
+            pos = data.index(sep, pos) + step
+        return pos
