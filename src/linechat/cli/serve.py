@@ -1,0 +1,144 @@
+"""``linechat serve``: run a line service (echo by default) until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import functools
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol import LineProtocol
+from ..server import DEFAULT_GRACE, LineServer, tls_server_context
+from ..services.echo import EchoProtocol
+from .common import CliError, loop_factory, non_negative_float, port_number, positive_int
+
+__all__ = ["add_parser"]
+
+SERVICES: dict[str, Callable[..., LineProtocol]] = {"echo": EchoProtocol}
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "serve",
+        help="run a line service (echo by default)",
+        description="Run a line service. By default the echo service on localhost:8007: "
+        "every line is answered 'You sent: <line>', a line holding only '.' closes.",
+    )
+    parser.add_argument("--service", choices=sorted(SERVICES), default="echo")
+    parser.add_argument(
+        "--host", default=None, help="address to listen on (default localhost: IPv4 and IPv6)"
+    )
+    parser.add_argument(
+        "--port", type=port_number, default=None, help="TCP port (default 8007; 0 picks one)"
+    )
+    parser.add_argument("--unix", metavar="PATH", help="listen on a Unix socket instead of TCP")
+    parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
+    parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    parser.add_argument(
+        "--max-line-length",
+        type=positive_int,
+        default=65536,
+        metavar="N",
+        help="longest line accepted, in bytes (default 65536)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=non_negative_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="close a peer silent this long (default 300; 0 turns it off)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="past N open connections, a new peer gets an error line and is closed",
+    )
+    parser.add_argument(
+        "--grace",
+        type=non_negative_float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help=f"on SIGINT/SIGTERM, time left to finish (default {DEFAULT_GRACE:g})",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop (auto: uvloop when installed)",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if (args.tls_cert is None) != (args.tls_key is None):
+            raise CliError("--tls-cert and --tls-key go together")
+        if args.unix and (args.host is not None or args.port is not None):
+            raise CliError("--unix listens instead of TCP: drop --host/--port")
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            return runner.run(_serve(args))
+    except CliError as exc:
+        print(f"linechat serve: {exc}", file=sys.stderr)
+        return 1
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_cert is None:
+        return None
+    try:
+        return tls_server_context(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise CliError(f"cannot load TLS certificate/key: {reason}") from None
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    context = _tls_context(args)
+    factory = functools.partial(
+        SERVICES[args.service],
+        max_line_length=args.max_line_length,
+        idle_timeout=args.idle_timeout or None,
+    )
+    server = LineServer(factory, max_connections=args.max_connections)
+    host = args.host if args.host is not None else "localhost"
+    port = args.port if args.port is not None else 8007
+    where = args.unix or f"{host}:{port}"
+    try:
+        if args.unix:
+            addresses = [await server.listen_unix(args.unix, ssl_context=context)]
+        else:
+            addresses = await server.listen_tcp(host, port, ssl_context=context)
+    except OSError as exc:
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise CliError(f"cannot listen on {where}: {reason or exc}") from None
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    tls = " (TLS)" if context else ""
+    print(
+        f"linechat serve: {args.service} service listening on {', '.join(addresses)}{tls}",
+        file=sys.stderr,
+        flush=True,
+    )
+    await stop.wait()
+    logging.getLogger("linechat.server").info(
+        "shutting down: %d connections open", len(server.connections)
+    )
+    await server.shutdown(args.grace)
+    return 0

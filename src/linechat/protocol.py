@@ -1,0 +1,363 @@
+"""The protocol layer: an ``asyncio.Protocol`` that speaks lines. The fast path.
+
+Override :meth:`LineProtocol.line_received` (or :meth:`lines_received`, which
+gets every line of one chunk at once) and answer with :meth:`write_line`.
+Replies written while one chunk is handled leave in a single transport write.
+
+The layer owns what every line service needs and none should repeat:
+flow control both ways (a peer that sends but never reads stops being read
+once its unsent replies pass the high-water mark), an idle timeout, the
+over-long-line policy, end of stream, and a ``closed`` future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import IdleTimeout, LineTooLong
+from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
+
+__all__ = ["DEFAULT_WRITE_HIGH_WATER", "LineProtocol", "encode_line"]
+
+DEFAULT_WRITE_HIGH_WATER = 64 * 1024
+
+
+def encode_line(line: bytes | str) -> bytes:
+    """Lines are bytes on the wire; text is sent as UTF-8."""
+    return line.encode() if isinstance(line, str) else line
+
+
+class LineProtocol(asyncio.Protocol):
+    """A line-oriented connection, for servers and clients alike.
+
+    ``idle_timeout`` (seconds, ``None`` for none) closes a peer that sends
+    nothing for that long, through :meth:`idle_timeout_expired`.
+    ``write_high_water`` bounds the replies held for a slow reader: past it,
+    the peer is not read until they drain below a quarter of it.
+    """
+
+    #: Sent by the default :meth:`line_too_long` before it closes.
+    too_long_reply: bytes = b"ERROR line too long"
+
+    def __init__(
+        self,
+        *,
+        delimiter: bytes = b"\r\n",
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        lenient: bool = False,
+        idle_timeout: float | None = None,
+        write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
+    ) -> None:
+        self.framer = LineFramer(delimiter, max_line_length=max_line_length, lenient=lenient)
+        # Replies always end in the canonical delimiter (CRLF in lenient mode).
+        self.delimiter = self.framer.delimiter
+        self.idle_timeout = idle_timeout if idle_timeout else None
+        self.write_high_water = write_high_water
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
+        self.lines_in = self.lines_out = self.bytes_in = self.bytes_out = 0
+        self.close_exception: BaseException | None = None
+        self._out: list[bytes] = []
+        self._in_chunk = False
+        self._closing = False
+        self._stop_batch = False
+        self._raw_wanted: int | None = None
+        self._pulling = False
+        self._writing_paused = False
+        self._last_read = 0.0
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set only with an idle timeout
+        self._closed: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
+
+    # -- to override -------------------------------------------------------
+
+    def line_received(self, line: bytes) -> None:
+        """Handle one line (delimiter removed)."""
+
+    def lines_received(self, lines: list[bytes]) -> None:
+        """Handle every line one chunk completed; by default one by one.
+
+        Override it to answer a whole batch at once (the echo service does).
+        An override must stop at :meth:`close` and must not use raw reads.
+        """
+        for used, line in enumerate(lines, 1):
+            self.line_received(line)
+            if self._stop_batch:
+                self._stop_batch = False
+                if self._raw_wanted is not None and not self._closing:
+                    self.framer.rewind(used)
+                return
+
+    def raw_received(self, data: bytes) -> None:
+        """Handle the bytes asked for with :meth:`read_raw`."""
+
+    def connection_started(self) -> None:
+        """Called once the connection is up (a greeting goes here)."""
+
+    def line_too_long(self, exc: LineTooLong) -> None:
+        """The peer sent an over-long line; every earlier line was handled.
+
+        By default answer :attr:`too_long_reply` and close. To go on instead,
+        answer and call ``self.framer.resync()``.
+        """
+        self.write_line(self.too_long_reply)
+        self.close()
+
+    def idle_timeout_expired(self) -> None:
+        """The peer was silent for ``idle_timeout`` seconds; by default close."""
+        self.close_exception = IdleTimeout(f"no data for {self.idle_timeout} s")
+        self.close()
+
+    def connection_ended(self, exc: BaseException | None) -> None:
+        """Called once the connection is gone, for clean-up."""
+
+    # -- to call -----------------------------------------------------------
+
+    def write_line(self, line: bytes | str) -> None:
+        """Send one line; the delimiter is added."""
+        if self._closing:
+            return
+        out = self._out
+        out.append(encode_line(line))
+        out.append(self.delimiter)
+        self.lines_out += 1
+        if not self._in_chunk:
+            self._flush()
+
+    def write_lines(self, lines: Iterable[bytes | str], *, prefix: bytes = b"") -> None:
+        """Send several lines, each after ``prefix``, in one transport write.
+
+        A list of bytes is joined in C, with no Python work per line.
+        """
+        if self._closing:
+            return
+        if not isinstance(lines, list | tuple):
+            lines = list(lines)
+        if not lines:
+            return
+        delimiter = self.delimiter
+        try:
+            body = (delimiter + prefix).join(lines)  # type: ignore[arg-type]
+        except TypeError:
+            body = (delimiter + prefix).join([encode_line(line) for line in lines])
+        self.lines_out += len(lines)
+        self._out.append(prefix + body + delimiter)
+        if not self._in_chunk:
+            self._flush()
+
+    def write_raw(self, data: bytes) -> None:
+        """Send bytes as they are (a counted payload, a pre-built batch)."""
+        if self._closing or not data:
+            return
+        self._out.append(data)
+        if not self._in_chunk:
+            self._flush()
+
+    def read_raw(self, n: int) -> None:
+        """Deliver the next ``n`` bytes to :meth:`raw_received`, then lines again."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self._raw_wanted = n
+        self._stop_batch = True  # a batch in progress gives back the lines after this one
+        self._pulling = True
+
+    def close(self) -> None:
+        """Send what is queued, then close. Lines after this are not handled."""
+        if self._closing:
+            return
+        self._stop_batch = True
+        if not self._in_chunk:
+            self._flush()
+        self._closing = True
+        if self.transport is not None and not self._in_chunk:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent replies included."""
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def drain(self) -> None:
+        """Wait until the transport takes more writes (flow control)."""
+        if self._writing_paused and not self.closed.done():
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """Resolves (with ``None``) once the connection is gone."""
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        return self._closed
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closing
+
+    # -- asyncio.Protocol --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        transport.set_write_buffer_limits(high=self.write_high_water)
+        loop = asyncio.get_running_loop()
+        _ = self.closed
+        if self.idle_timeout is not None:
+            self._loop = loop
+            self._last_read = loop.time()
+            self._idle_handle = loop.call_at(self._last_read + self.idle_timeout, self._check_idle)
+        self._in_chunk = True
+        try:
+            self.connection_started()
+        finally:
+            self._end_chunk()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.bytes_in += len(data)
+        if self._loop is not None:
+            self._last_read = self._loop.time()
+        self._in_chunk = True
+        try:
+            if self._pulling:
+                self.framer.receive(data)
+                self._pull()
+            else:
+                self._deliver(data)
+        finally:
+            self._end_chunk()
+
+    def eof_received(self) -> bool:
+        """The peer is done sending: handle an unterminated last line, then close."""
+        if not self._closing:
+            self._in_chunk = True
+            try:
+                if self._pulling:
+                    self._pull()
+                lines = (
+                    [] if self._closing or self._raw_wanted is not None else self.framer.feed_eof()
+                )
+                if lines:
+                    self.lines_in += len(lines)
+                    self.lines_received(lines)
+            finally:
+                self._end_chunk()
+        self._closing = True
+        return False  # asyncio closes once every queued reply is sent
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        self._wake_drainers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if exc is not None and self.close_exception is None:
+            self.close_exception = exc
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        self._out.clear()
+        self._wake_drainers()
+        try:
+            self.connection_ended(exc)
+        finally:
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+    # -- internals ---------------------------------------------------------
+
+    def _deliver(self, data: bytes) -> None:
+        framer = self.framer
+        while True:
+            try:
+                lines = framer.feed(data)
+            except LineTooLong as exc:
+                if exc.lines:
+                    self.lines_in += len(exc.lines)
+                    self.lines_received(exc.lines)
+                if self._closing or self._stop_batch:
+                    return
+                self.line_too_long(exc)
+                if self._closing:
+                    return
+                data = b""  # resynced: go on with what is buffered
+                continue
+            if lines:
+                self.lines_in += len(lines)
+                self.lines_received(lines)
+                if self._pulling:
+                    self._pull()
+            return
+
+    def _pull(self) -> None:
+        """Line-by-line reads while a raw read is pending or just done."""
+        framer = self.framer
+        while not self._closing:
+            if self._raw_wanted is not None:
+                data = framer.read_exactly(self._raw_wanted)
+                if data is None:
+                    return
+                self._raw_wanted = None
+                self._stop_batch = False
+                self.raw_received(data)
+                continue
+            try:
+                line = framer.next_line()
+            except LineTooLong as exc:
+                self.line_too_long(exc)
+                continue
+            if line is None:
+                self._pulling = False
+                return
+            self.lines_in += 1
+            self.line_received(line)
+            self._stop_batch = False
+
+    def _end_chunk(self) -> None:
+        self._in_chunk = False
+        self._flush()
+        if self._closing and self.transport is not None:
+            self.transport.close()
+
+    def _flush(self) -> None:
+        out = self._out
+        if out and self.transport is not None:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.bytes_out += len(data)
+            self.transport.write(data)
+
+    def _check_idle(self) -> None:
+        self._idle_handle = None
+        if self._closing or self.idle_timeout is None or self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._last_read + self.idle_timeout
+        if loop.time() >= deadline:
+            self._in_chunk = True
+            try:
+                self.idle_timeout_expired()
+            finally:
+                self._end_chunk()
+        else:
+            self._idle_handle = loop.call_at(deadline, self._check_idle)
+
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
