@@ -50,6 +50,7 @@ class LineFramer:
         "_discarding",
         "_eof",
         "_failed",
+        "_fast",
         "_lenient",
         "_max",
         "_overlap",
@@ -82,6 +83,8 @@ class LineFramer:
         self._failed = False
         self._discarding = False
         self._eof = False
+        # False while failed, discarding or closed: feed() then takes the slow path.
+        self._fast = True
 
     # -- what the caller can ask -------------------------------------------
 
@@ -106,6 +109,27 @@ class LineFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data``; return the lines it completes, delimiters removed."""
+        # Hot path: called once per chunk, often with tiny chunks, so the
+        # common cases run inline with as few attribute reads as possible.
+        if not self._fast:
+            return self._feed_slow(data)
+        buf = self._buf
+        if buf:
+            buf += data
+            if buf.find(self._sep, self._scan_from) < 0:
+                self._source = b""  # rewind() has nothing to give back
+                n = len(buf)
+                if n > self._max:
+                    self._overflow_unterminated([])
+                overlap = self._overlap
+                self._scan_from = n - overlap if n > overlap else 0
+                return []
+            data = bytes(buf)
+            buf.clear()
+            self._scan_from = 0
+        return self._split(data)
+
+    def _feed_slow(self, data: bytes) -> list[bytes]:
         self._check_open()
         self._source = b""  # until lines are split, rewind() has nothing to give back
         buf = self._buf
@@ -114,17 +138,8 @@ class LineFramer:
                 return []
             data = bytes(buf)
             buf.clear()
-        elif buf:
-            buf += data
-            if buf.find(self._sep, self._scan_from) < 0:
-                self._scan_from = max(0, len(buf) - self._overlap)
-                if len(buf) > self._max:
-                    self._overflow_unterminated([])
-                return []
-            data = bytes(buf)
-            buf.clear()
-            self._scan_from = 0
-        return self._split(data)
+            return self._split(data)
+        return self.feed(data)  # pragma: no cover - _fast was stale
 
     def rewind(self, used: int) -> None:
         """Give back the lines of the last ``feed()`` after the first ``used``.
@@ -144,19 +159,22 @@ class LineFramer:
         self._scan_from = 0
 
     def _split(self, data: bytes) -> list[bytes]:
+        """Split ``data`` (the buffer is empty); keep its unterminated tail."""
         if self._lenient and b"\r" in data:
             lines = data.replace(b"\r\n", b"\n").split(b"\n")
         else:
             lines = data.split(self._sep)
         tail = lines.pop()
         if len(data) > self._max:
+            self._source = b""
             if len(tail) > self._max:
                 self._overflow_unterminated(lines)
             if lines and max(map(len, lines)) > self._max:
                 self._overflow_terminated(data, lines, tail)
         if tail:
             self._buf += tail
-            self._scan_from = len(tail) - self._overlap if len(tail) > self._overlap else 0
+            n, overlap = len(tail), self._overlap
+            self._scan_from = n - overlap if n > overlap else 0
         self._source = data
         return lines
 
@@ -189,6 +207,7 @@ class LineFramer:
             line = line[:-1]
         if len(line) > self._max:
             self._failed = True
+            self._fast = False
             raise LineTooLong(self._max)
         return line
 
@@ -216,6 +235,7 @@ class LineFramer:
         """
         self._source = None
         self._eof = True
+        self._fast = False
         if self._failed or self._discarding or not self._buf:
             self._buf.clear()
             return []
@@ -226,6 +246,7 @@ class LineFramer:
     def resync(self) -> None:
         """After :class:`LineTooLong`: drop the rest of that line and go on."""
         self._failed = False
+        self._fast = not (self._discarding or self._eof)
 
     def _check_open(self) -> None:
         if self._failed:
@@ -238,6 +259,7 @@ class LineFramer:
         self._scan_from = 0
         self._failed = True
         self._discarding = True
+        self._fast = False
         raise LineTooLong(self._max, lines)
 
     def _overflow_terminated(self, data: bytes, lines: list[bytes], tail: bytes) -> None:
@@ -246,6 +268,7 @@ class LineFramer:
         self._buf += data[self._offset_after(data, bad + 1) :]
         self._scan_from = 0
         self._failed = True
+        self._fast = False
         raise LineTooLong(self._max, lines[:bad])
 
     def _discard(self, data: bytes) -> bool:
@@ -259,6 +282,7 @@ class LineFramer:
             return False
         del buf[: end + len(self._sep)]
         self._discarding = False
+        self._fast = not (self._failed or self._eof)
         self._scan_from = 0
         return True
 

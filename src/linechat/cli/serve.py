@@ -21,6 +21,7 @@ from .common import CliError, loop_factory, non_negative_float, port_number, pos
 __all__ = ["add_parser"]
 
 SERVICES: dict[str, Callable[..., LineProtocol]] = {"echo": EchoProtocol}
+LAYERS = {"protocol"}
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
@@ -32,6 +33,12 @@ def add_parser(commands: Any) -> None:
         "every line is answered 'You sent: <line>', a line holding only '.' closes.",
     )
     parser.add_argument("--service", choices=sorted(SERVICES), default="echo")
+    parser.add_argument(
+        "--layer",
+        choices=sorted(LAYERS),
+        default="protocol",
+        help="protocol (callbacks, the fast path) or stream (coroutines)",
+    )
     parser.add_argument(
         "--host", default=None, help="address to listen on (default localhost: IPv4 and IPv6)"
     )
