@@ -306,3 +306,13 @@ def test_memory_stays_bounded(stream: bytes, sizes: list[int], limit: int) -> No
             framer.resync()
         assert all(len(line) <= limit for line in lines)
         assert framer.buffered <= limit + len(chunk)
+
+
+def test_rewind_after_more_was_received() -> None:
+    framer = LineFramer()
+    assert framer.feed(b"a\r\nb\r\nc") == [b"a", b"b"]
+    framer.receive(b"d\r\ne\r\n")
+    framer.rewind(1)
+    assert framer.read_exactly(3) == b"b\r\n"
+    assert framer.next_line() == b"cd"
+    assert framer.next_line() == b"e"

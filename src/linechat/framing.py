@@ -48,6 +48,7 @@ class LineFramer:
     __slots__ = (
         "_buf",
         "_discarding",
+        "_end",
         "_eof",
         "_failed",
         "_fast",
@@ -76,6 +77,7 @@ class LineFramer:
         # In lenient mode every line ends at an LF; the CR is stripped after.
         self._sep = b"\n" if lenient else delimiter
         self._overlap = len(self._sep) - 1
+        self._end = self._sep[-1]  # a chunk without this byte completes no line
         self._max = max_line_length
         self._buf = bytearray()
         self._scan_from = 0  # no delimiter starts before this offset of _buf
@@ -116,7 +118,9 @@ class LineFramer:
         buf = self._buf
         if buf:
             buf += data
-            if buf.find(self._sep, self._scan_from) < 0:
+            # The buffer holds no delimiter, so one can only end in ``data``:
+            # the ``int in bytes`` test (a memchr) saves most searches.
+            if self._end not in data or buf.find(self._sep, self._scan_from) < 0:
                 self._source = b""  # rewind() has nothing to give back
                 n = len(buf)
                 if n > self._max:
@@ -146,7 +150,7 @@ class LineFramer:
 
         Their bytes, delimiters included, become unread input again, ahead of
         anything buffered, exactly as the peer sent them. Call it before any
-        other call on the framer.
+        other call on the framer but ``receive``.
         """
         source = self._source
         if source is None:
@@ -154,8 +158,11 @@ class LineFramer:
         self._source = None
         if not source:
             return
-        # Only the unterminated tail of ``source`` is buffered after feed().
-        self._buf[:] = source[self._offset_after(source, used) :]
+        # The buffer holds the unterminated tail of ``source``, then whatever
+        # receive() added since: put the given-back lines in front of it.
+        last = source.rfind(self._sep)
+        end = last + len(self._sep) if last >= 0 else 0
+        self._buf[:0] = source[self._offset_after(source, used) : end]
         self._scan_from = 0
 
     def _split(self, data: bytes) -> list[bytes]:
@@ -181,9 +188,8 @@ class LineFramer:
     # -- pull --------------------------------------------------------------
 
     def receive(self, data: bytes) -> None:
-        """Add ``data`` to the buffer without splitting it."""
+        """Add ``data`` to the buffer without splitting it (``rewind`` still works)."""
         self._check_open()
-        self._source = None
         if self._discarding:
             self._discard(data)
         else:

@@ -13,10 +13,11 @@ over-long-line policy, end of stream, and a ``closed`` future.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable
 from typing import Any, cast
 
-from .errors import IdleTimeout, LineTooLong
+from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
 
 __all__ = ["DEFAULT_WRITE_HIGH_WATER", "LineProtocol", "encode_line"]
@@ -65,6 +66,8 @@ class LineProtocol(asyncio.Protocol):
         self._stop_batch = False
         self._raw_wanted: int | None = None
         self._pulling = False
+        self._held = False
+        self._eof_pending = False
         self._writing_paused = False
         self._last_read = 0.0
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -87,7 +90,7 @@ class LineProtocol(asyncio.Protocol):
             self.line_received(line)
             if self._stop_batch:
                 self._stop_batch = False
-                if self._raw_wanted is not None and not self._closing:
+                if (self._raw_wanted is not None or self._held) and not self._closing:
                     self.framer.rewind(used)
                 return
 
@@ -164,6 +167,68 @@ class LineProtocol(asyncio.Protocol):
         self._stop_batch = True  # a batch in progress gives back the lines after this one
         self._pulling = True
 
+    def hold(self) -> None:
+        """Stop handing out lines; what arrives stays buffered until :meth:`release`.
+
+        Called from :meth:`line_received`, the rest of the chunk is held too:
+        the way to finish something asynchronous (a STARTTLS upgrade, a slow
+        command) before the next line is read.
+        """
+        self._held = True
+        self._stop_batch = True
+        self._pulling = True
+
+    def release(self) -> None:
+        """Hand out lines again, starting with those held."""
+        if not self._held:
+            return
+        self._held = False
+        self._in_chunk = True
+        try:
+            self._pull()
+        finally:
+            self._end_chunk()
+        if self._eof_pending and not self._held:
+            self._finish_eof()
+            if self.transport is not None:
+                self.transport.close()
+
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        handshake_timeout: float | None = None,
+    ) -> None:
+        """Upgrade this connection to TLS in place (STARTTLS), both sides.
+
+        Anything the peer sent after the command that asked for the upgrade
+        and before the handshake is plaintext that would be taken as if it came
+        over TLS (CVE-2011-0411): it is refused with :class:`ProtocolError`,
+        and the caller should close. Call it after :meth:`hold` (or from the
+        stream layer, which reads lazily), with every reply flushed.
+        """
+        if self.transport is None or self._closing:
+            raise ConnectionClosed("connection is closed")
+        if self.framer.buffered:
+            raise ProtocolError(
+                "peer sent data before the TLS handshake (plaintext injection, CVE-2011-0411)"
+            )
+        self._flush()
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(
+            self.transport,
+            self,
+            context,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=handshake_timeout,
+        )
+        if transport is None:
+            raise ConnectionClosed("connection closed during the TLS handshake")
+        self.transport = transport
+
     def close(self) -> None:
         """Send what is queued, then close. Lines after this are not handled."""
         if self._closing:
@@ -224,7 +289,7 @@ class LineProtocol(asyncio.Protocol):
             return
         self.bytes_in += len(data)
         if self._loop is not None:
-            self._last_read = self._loop.time()
+            self._last_read = self._loop.time()  # the idle timer reads it
         self._in_chunk = True
         try:
             if self._pulling:
@@ -237,21 +302,26 @@ class LineProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         """The peer is done sending: handle an unterminated last line, then close."""
+        if self._held:
+            self._eof_pending = True
+            return True  # finished by release()
+        self._finish_eof()
+        return False  # asyncio closes once every queued reply is sent
+
+    def _finish_eof(self) -> None:
         if not self._closing:
             self._in_chunk = True
             try:
                 if self._pulling:
                     self._pull()
-                lines = (
-                    [] if self._closing or self._raw_wanted is not None else self.framer.feed_eof()
-                )
+                waiting_raw = self._raw_wanted is not None
+                lines = [] if self._closing or waiting_raw else self.framer.feed_eof()
                 if lines:
                     self.lines_in += len(lines)
                     self.lines_received(lines)
             finally:
                 self._end_chunk()
         self._closing = True
-        return False  # asyncio closes once every queued reply is sent
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -307,7 +377,7 @@ class LineProtocol(asyncio.Protocol):
     def _pull(self) -> None:
         """Line-by-line reads while a raw read is pending or just done."""
         framer = self.framer
-        while not self._closing:
+        while not self._closing and not self._held:
             if self._raw_wanted is not None:
                 data = framer.read_exactly(self._raw_wanted)
                 if data is None:
