@@ -20,7 +20,7 @@ import pytest
 
 from .conftest import Served, linechat_command, read_all, read_until, require_tool
 
-LAYERS = ["protocol"]
+LAYERS = ["protocol", "stream"]
 
 
 @pytest.fixture(params=LAYERS)

@@ -85,7 +85,9 @@ class LineFramer:
         self._failed = False
         self._discarding = False
         self._eof = False
-        # False while failed, discarding or closed: feed() then takes the slow path.
+        # True while feed() may take its fast path: not failed, discarding or
+        # closed, and the buffer known to hold no delimiter (the unterminated
+        # tail of what feed() split). Only a completed feed() sets it again.
         self._fast = True
 
     # -- what the caller can ask -------------------------------------------
@@ -123,7 +125,7 @@ class LineFramer:
             if self._end not in data or buf.find(self._sep, self._scan_from) < 0:
                 self._source = b""  # rewind() has nothing to give back
                 n = len(buf)
-                if n > self._max:
+                if n > self._max and self._over_limit(buf):
                     self._overflow_unterminated([])
                 overlap = self._overlap
                 self._scan_from = n - overlap if n > overlap else 0
@@ -134,6 +136,7 @@ class LineFramer:
         return self._split(data)
 
     def _feed_slow(self, data: bytes) -> list[bytes]:
+        """feed() in any state: the buffer may hold lines (receive(), rewind())."""
         self._check_open()
         self._source = b""  # until lines are split, rewind() has nothing to give back
         buf = self._buf
@@ -142,8 +145,20 @@ class LineFramer:
                 return []
             data = bytes(buf)
             buf.clear()
-            return self._split(data)
-        return self.feed(data)  # pragma: no cover - _fast was stale
+        elif buf:
+            buf += data
+            if buf.find(self._sep, self._scan_from) < 0:
+                self._scan_from = max(0, len(buf) - self._overlap)
+                if len(buf) > self._max and self._over_limit(buf):
+                    self._overflow_unterminated([])
+                self._fast = True
+                return []
+            data = bytes(buf)
+            buf.clear()
+            self._scan_from = 0
+        lines = self._split(data)
+        self._fast = True
+        return lines
 
     def rewind(self, used: int) -> None:
         """Give back the lines of the last ``feed()`` after the first ``used``.
@@ -158,6 +173,7 @@ class LineFramer:
         self._source = None
         if not source:
             return
+        self._fast = False  # the buffer holds lines again
         # The buffer holds the unterminated tail of ``source``, then whatever
         # receive() added since: put the given-back lines in front of it.
         last = source.rfind(self._sep)
@@ -167,17 +183,20 @@ class LineFramer:
 
     def _split(self, data: bytes) -> list[bytes]:
         """Split ``data`` (the buffer is empty); keep its unterminated tail."""
-        if self._lenient and b"\r" in data:
-            lines = data.replace(b"\r\n", b"\n").split(b"\n")
-        else:
-            lines = data.split(self._sep)
+        text = data
+        if self._lenient and 13 in data:  # a CR (int in bytes: a memchr)
+            text = data.replace(b"\r\n", b"\n")
+        lines = text.split(self._sep)
         tail = lines.pop()
-        if len(data) > self._max:
+        # The lines and the tail hold len(text) minus the delimiters' bytes: if
+        # that is within the limit, no line can be over it (no per-line scan).
+        if len(text) - len(lines) * (self._overlap + 1) > self._max:
             self._source = b""
-            if len(tail) > self._max:
-                self._overflow_unterminated(lines)
+            # Terminated lines come first in the stream, so they are checked first.
             if lines and max(map(len, lines)) > self._max:
                 self._overflow_terminated(data, lines, tail)
+            if len(tail) > self._max and self._over_limit(tail):
+                self._overflow_unterminated(lines)
         if tail:
             self._buf += tail
             n, overlap = len(tail), self._overlap
@@ -192,8 +211,9 @@ class LineFramer:
         self._check_open()
         if self._discarding:
             self._discard(data)
-        else:
+        elif data:
             self._buf += data
+            self._fast = False  # the buffer may now hold lines
 
     def next_line(self) -> bytes | None:
         """Take one complete line from the buffer, or ``None`` if none is there."""
@@ -203,7 +223,7 @@ class LineFramer:
         end = buf.find(self._sep, self._scan_from)
         if end < 0:
             self._scan_from = max(0, len(buf) - self._overlap)
-            if len(buf) > self._max:
+            if len(buf) > self._max and self._over_limit(buf):
                 self._overflow_unterminated([])
             return None
         line = bytes(buf[:end])
@@ -237,7 +257,8 @@ class LineFramer:
         """End of stream: return the unterminated last line, if any bytes are left.
 
         After this the framer takes no more input. In discard mode the rest of
-        the over-long line is dropped.
+        the over-long line is dropped. A last line over the limit raises
+        :class:`LineTooLong`.
         """
         self._source = None
         self._eof = True
@@ -247,18 +268,32 @@ class LineFramer:
             return []
         last = bytes(self._buf)
         self._buf.clear()
+        if len(last) > self._max:
+            # Only possible when its last bytes looked like a delimiter's start.
+            self._failed = True
+            raise LineTooLong(self._max)
         return [last]
 
     def resync(self) -> None:
         """After :class:`LineTooLong`: drop the rest of that line and go on."""
         self._failed = False
-        self._fast = not (self._discarding or self._eof)
 
     def _check_open(self) -> None:
         if self._failed:
             raise ProtocolError("framer stopped after LineTooLong; call resync() to go on")
         if self._eof:
             raise ProtocolError("framer is closed: feed_eof() was called")
+
+    def _over_limit(self, pending: bytes | bytearray) -> bool:
+        """Is the unterminated line in ``pending`` (longer than the limit) over it?
+
+        Its last bytes may be the start of a delimiter (a CR whose LF is still
+        on the way): they are not line bytes, so a line of exactly the limit
+        is not refused because its delimiter arrives split.
+        """
+        excess = len(pending) - self._max
+        delimiter = self.delimiter  # lenient: a CR before the LF is not line bytes either
+        return not any(pending.endswith(delimiter[:k]) for k in range(excess, len(delimiter)))
 
     def _overflow_unterminated(self, lines: list[bytes]) -> None:
         self._buf.clear()
@@ -288,7 +323,6 @@ class LineFramer:
             return False
         del buf[: end + len(self._sep)]
         self._discarding = False
-        self._fast = not (self._failed or self._eof)
         self._scan_from = 0
         return True
 

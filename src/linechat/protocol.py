@@ -39,6 +39,10 @@ class LineProtocol(asyncio.Protocol):
     the peer is not read until they drain below a quarter of it.
     """
 
+    #: Writes made outside a chunk's handling: sent at once (False), or
+    #: gathered until the event loop's next turn, one transport write for all.
+    coalesce_writes: bool = False
+
     #: Sent by the default :meth:`line_too_long` before it closes.
     too_long_reply: bytes = b"ERROR line too long"
 
@@ -74,6 +78,7 @@ class LineProtocol(asyncio.Protocol):
         self._loop: asyncio.AbstractEventLoop | None = None  # set only with an idle timeout
         self._closed: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._flush_scheduled = False
 
     # -- to override -------------------------------------------------------
 
@@ -128,7 +133,7 @@ class LineProtocol(asyncio.Protocol):
         out.append(self.delimiter)
         self.lines_out += 1
         if not self._in_chunk:
-            self._flush()
+            self._written()
 
     def write_lines(self, lines: Iterable[bytes | str], *, prefix: bytes = b"") -> None:
         """Send several lines, each after ``prefix``, in one transport write.
@@ -149,7 +154,7 @@ class LineProtocol(asyncio.Protocol):
         self.lines_out += len(lines)
         self._out.append(prefix + body + delimiter)
         if not self._in_chunk:
-            self._flush()
+            self._written()
 
     def write_raw(self, data: bytes) -> None:
         """Send bytes as they are (a counted payload, a pre-built batch)."""
@@ -157,7 +162,7 @@ class LineProtocol(asyncio.Protocol):
             return
         self._out.append(data)
         if not self._in_chunk:
-            self._flush()
+            self._written()
 
     def read_raw(self, n: int) -> None:
         """Deliver the next ``n`` bytes to :meth:`raw_received`, then lines again."""
@@ -403,6 +408,17 @@ class LineProtocol(asyncio.Protocol):
         self._flush()
         if self._closing and self.transport is not None:
             self.transport.close()
+
+    def _written(self) -> None:
+        if not self.coalesce_writes:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
 
     def _flush(self) -> None:
         out = self._out

@@ -11,17 +11,35 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import LineProtocol
 from ..server import DEFAULT_GRACE, LineServer, tls_server_context
-from ..services.echo import EchoProtocol
+from ..services import echo
+from ..stream import Handler, stream_protocol_factory
 from .common import CliError, loop_factory, non_negative_float, port_number, positive_int
 
 __all__ = ["add_parser"]
 
-SERVICES: dict[str, Callable[..., LineProtocol]] = {"echo": EchoProtocol}
-LAYERS = {"protocol"}
+
+@dataclass(frozen=True)
+class Service:
+    """One service, on both layers, with the framing options it needs."""
+
+    protocol: Callable[..., LineProtocol]
+    handler: Handler
+    framing: dict[str, Any]
+
+    def factory(self, layer: str, **options: Any) -> Callable[[], LineProtocol]:
+        options = {**self.framing, **options}
+        if layer == "stream":
+            return stream_protocol_factory(self.handler, **options)
+        return functools.partial(self.protocol, **options)
+
+
+SERVICES = {"echo": Service(echo.EchoProtocol, echo.echo_handler, echo.FRAMING)}
+LAYERS = {"protocol", "stream"}
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
@@ -116,8 +134,8 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 async def _serve(args: argparse.Namespace) -> int:
     context = _tls_context(args)
-    factory = functools.partial(
-        SERVICES[args.service],
+    factory = SERVICES[args.service].factory(
+        args.layer,
         max_line_length=args.max_line_length,
         idle_timeout=args.idle_timeout or None,
     )
@@ -139,7 +157,7 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     tls = " (TLS)" if context else ""
     print(
-        f"linechat serve: {args.service} service listening on {', '.join(addresses)}{tls}",
+        f"linechat serve: {args.service} service ({args.layer} layer) listening on {', '.join(addresses)}{tls}",
         file=sys.stderr,
         flush=True,
     )

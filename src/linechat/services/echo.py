@@ -9,18 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from ..protocol import LineProtocol
+from ..stream import LineStream
 
-__all__ = ["PREFIX", "QUIT", "EchoProtocol"]
+__all__ = ["FRAMING", "PREFIX", "QUIT", "EchoProtocol", "echo_handler"]
 
 PREFIX = b"You sent: "
 QUIT = b"."
+#: The echo service accepts bare LF as well as CRLF.
+FRAMING: dict[str, Any] = {"lenient": True}
 
 
 class EchoProtocol(LineProtocol):
     """The echo service on the protocol layer: one C-level join per chunk."""
 
     def __init__(self, **options: Any) -> None:
-        options.setdefault("lenient", True)
+        options = {**FRAMING, **options}
         super().__init__(**options)
 
     def lines_received(self, lines: list[bytes]) -> None:
@@ -29,3 +32,14 @@ class EchoProtocol(LineProtocol):
             self.close()
         else:
             self.write_lines(lines, prefix=PREFIX)
+
+
+async def echo_handler(stream: LineStream) -> None:
+    """The echo service on the stream layer, byte for byte the same on the wire.
+
+    Serve it with ``start_server(echo_handler, ..., **FRAMING)``.
+    """
+    async for line in stream:
+        if line == QUIT:
+            return
+        stream.write_line(PREFIX + line)

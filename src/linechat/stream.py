@@ -1,0 +1,430 @@
+"""The stream layer: line I/O as coroutines, for code that reads top to bottom.
+
+:class:`LineStream` stands on the protocol layer and shares its limits, flow
+control and idle timeout. Unlike ``asyncio.StreamReader`` it hands out lines
+without their delimiter, returns ``None`` at end of stream instead of raising,
+raises :class:`~linechat.LineTooLong` (not ``LimitOverrunError``), and reads
+lazily: bytes are split into lines only when asked for, so a switch to a
+counted read or to TLS (STARTTLS) sees exactly the bytes that follow.
+
+Writes are gathered until the event loop's next turn (or until the handler
+waits for input), so a reply of many lines costs one system call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
+from .framing import DEFAULT_MAX_LINE_LENGTH
+from .protocol import LineProtocol
+from .server import LineServer
+
+__all__ = ["LineStream", "StreamServer", "connect", "start_server"]
+
+log = logging.getLogger("linechat.stream")
+
+#: Unread input held before the peer stops being read (a waiting reader
+#: always gets to read on, up to the line-length limit).
+READ_HIGH_WATER = 64 * 1024
+
+Handler = Callable[["LineStream"], Awaitable[None]]
+
+
+class _StreamProtocol(LineProtocol):
+    """The protocol under a LineStream: buffers input, wakes the reader."""
+
+    coalesce_writes = True
+
+    def __init__(self, handler: Handler | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.handler = handler
+        self.stream = LineStream(self, server_side=handler is not None)
+        self.eof = False
+        self.task: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+
+    def connection_started(self) -> None:
+        if self.handler is not None:
+            self.task = asyncio.get_running_loop().create_task(self._run_handler(self.handler))
+
+    async def _run_handler(self, handler: Handler) -> None:
+        try:
+            await handler(self.stream)
+        except LineTooLong as exc:
+            self.line_too_long(exc)  # the protocol layer's policy: answer, then close
+        except (ConnectionClosed, ConnectionError, IdleTimeout):
+            pass  # the peer went away or went silent: nothing to report
+        except Exception:
+            log.exception("handler failed for %s; closing its connection", self.peer)
+            self.abort()
+            return
+        self.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.bytes_in += len(data)
+        if self._loop is not None:
+            self._last_read = self._loop.time()  # the idle timer reads it
+        self.framer.receive(data)
+        if self._waiter is not None:
+            self._wake()
+        elif self.framer.buffered > READ_HIGH_WATER and not self._reading_paused:
+            self._pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True  # keep our side open: the handler decides when to close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._wake()
+
+    def resume_writing(self) -> None:
+        # Reading stays paused while unread input is over its high-water mark.
+        self._writing_paused = False
+        self._wake_drainers()
+        if not self._reading_paused:
+            self._set_reading(True)
+
+    def _pause_reading(self) -> None:
+        self._reading_paused = True
+        self._set_reading(False)
+
+    def _set_reading(self, on: bool) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if on:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_for_input(self) -> None:
+        """Flush replies, let the peer be read again, and wait for bytes or the end."""
+        self._flush()
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self._writing_paused:
+                self._set_reading(True)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+
+
+class LineStream:
+    """One line-oriented connection, read and written with coroutines.
+
+    ``readline()`` returns a line without its delimiter, or ``None`` once the
+    peer has closed and every line was read. An unterminated last line is
+    returned like any other; :attr:`unterminated` then says so.
+    """
+
+    def __init__(self, protocol: _StreamProtocol, *, server_side: bool) -> None:
+        self._protocol = protocol
+        self._lines: deque[bytes] = deque()
+        self._batch = 0  # how many lines the framer's last feed() gave
+        self._error: LineTooLong | None = None
+        self._ended = False  # the framer has seen the end of stream
+        self.server_side = server_side
+        self.unterminated = False
+
+    # -- reading -----------------------------------------------------------
+
+    async def readline(self) -> bytes | None:
+        """The next line, delimiter removed; ``None`` at a clean end of stream."""
+        if self._lines:
+            return self._lines.popleft()
+        return await self._readline_slow()
+
+    async def _readline_slow(self) -> bytes | None:
+        protocol, framer = self._protocol, self._protocol.framer
+        while not self._ended:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            try:
+                lines = framer.feed(b"")
+            except LineTooLong as exc:
+                lines, self._error = exc.lines, exc
+            if lines:
+                self._lines.extend(lines)
+                self._batch = len(lines)
+                protocol.lines_in += len(lines)
+                return self._lines.popleft()
+            if self._error is not None:
+                continue
+            if protocol.eof or protocol.closed.done():
+                self._ended = True
+                rest = framer.feed_eof()
+                if rest:
+                    self.unterminated = True
+                    protocol.lines_in += 1
+                    return rest[0]
+            else:
+                await protocol.wait_for_input()
+        # Every byte the peer sent was handed out: say how the stream ended.
+        reason = protocol.close_exception
+        if isinstance(reason, IdleTimeout):
+            raise reason
+        if reason is not None and not protocol.eof:
+            raise ConnectionClosed(str(reason) or type(reason).__name__) from reason
+        return None
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` raw bytes (a counted payload); mixes freely with lines.
+
+        Raises :class:`ConnectionClosed` if the stream ends first.
+        """
+        protocol, framer = self._protocol, self._protocol.framer
+        if self._lines:
+            framer.rewind(self._batch - len(self._lines))
+            self._lines.clear()
+        while True:
+            data = framer.read_exactly(n)
+            if data is not None:
+                return data
+            if protocol.eof or protocol.closed.done():
+                raise ConnectionClosed(f"stream ended {framer.buffered} bytes into a {n}-byte read")
+            await protocol.wait_for_input()
+
+    def resync(self) -> None:
+        """After :class:`LineTooLong`: skip the rest of that line and read on."""
+        self._protocol.framer.resync()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._lines:
+            return self._lines.popleft()
+        line = await self._readline_slow()
+        if line is None:
+            raise StopAsyncIteration
+        return line
+
+    # -- writing -----------------------------------------------------------
+
+    def write_line(self, line: bytes | str) -> None:
+        """Queue one line; it leaves with the others at the loop's next turn."""
+        self._protocol.write_line(line)
+
+    def write_lines(self, lines: Iterable[bytes | str], *, prefix: bytes = b"") -> None:
+        self._protocol.write_lines(lines, prefix=prefix)
+
+    def write_raw(self, data: bytes) -> None:
+        self._protocol.write_raw(data)
+
+    async def drain(self) -> None:
+        """Send what is queued; wait while the peer is not reading (flow control)."""
+        protocol = self._protocol
+        if protocol.closed.done():
+            raise ConnectionClosed(str(protocol.close_exception or "connection is closed"))
+        protocol._flush()
+        await protocol.drain()
+
+    def write_eof(self) -> None:
+        """Half-close: send what is queued, then tell the peer we are done sending."""
+        protocol = self._protocol
+        protocol._flush()
+        if protocol.transport is not None and protocol.transport.can_write_eof():
+            protocol.transport.write_eof()
+
+    async def aclose(self) -> None:
+        """Send what is queued, close, and wait until the connection is gone."""
+        self._protocol.close()
+        await asyncio.shield(self._protocol.closed)
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+        self._protocol.abort()
+
+    async def __aenter__(self) -> LineStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- TLS -----------------------------------------------------------------
+
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_hostname: str | None = None,
+        handshake_timeout: float | None = None,
+    ) -> None:
+        """Upgrade to TLS in place (STARTTLS); lines already sent by the peer refuse it.
+
+        A peer that pipelined anything after its STARTTLS command is injecting
+        plaintext into the coming TLS session (CVE-2011-0411):
+        :class:`ProtocolError` is raised and the caller should close.
+        """
+        if self._lines:
+            raise ProtocolError(
+                "peer sent data before the TLS handshake (plaintext injection, CVE-2011-0411)"
+            )
+        await self._protocol.start_tls(
+            context,
+            server_side=self.server_side,
+            server_hostname=server_hostname,
+            handshake_timeout=handshake_timeout,
+        )
+
+    # -- about the connection ------------------------------------------------
+
+    @property
+    def peer(self) -> Any:
+        """The peer's address (``(host, port)``, or a path for Unix sockets)."""
+        return self._protocol.peer
+
+    @property
+    def tls(self) -> ssl.SSLObject | None:
+        """The TLS session (version, cipher, peer certificate), or ``None``."""
+        return self.get_extra_info("ssl_object")  # type: ignore[no-any-return]
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        transport = self._protocol.transport
+        return default if transport is None else transport.get_extra_info(name, default)
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        return self._protocol.closed
+
+    @property
+    def protocol(self) -> LineProtocol:
+        return self._protocol
+
+
+async def connect(
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    unix: str | None = None,
+    ssl: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    delimiter: bytes = b"\r\n",
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+    lenient: bool = False,
+    idle_timeout: float | None = None,
+    connect_timeout: float | None = None,
+) -> LineStream:
+    """Open a line connection over TCP (``host``, ``port``) or a Unix socket."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> _StreamProtocol:
+        return _StreamProtocol(
+            delimiter=delimiter,
+            max_line_length=max_line_length,
+            lenient=lenient,
+            idle_timeout=idle_timeout,
+        )
+
+    if unix is not None:
+        opening = loop.create_unix_connection(
+            factory, unix, ssl=ssl, server_hostname=server_hostname if ssl else None
+        )
+    elif host is None or port is None:
+        raise ValueError("connect() needs host and port, or unix")
+    else:
+        opening = loop.create_connection(
+            factory, host, port, ssl=ssl, server_hostname=server_hostname if ssl else None
+        )
+    async with asyncio.timeout(connect_timeout):
+        _, protocol = await opening
+    return protocol.stream
+
+
+class StreamServer:
+    """A running :func:`start_server`: ``async with`` it, or ``serve_forever()``."""
+
+    def __init__(self, server: LineServer) -> None:
+        self.server = server
+
+    @property
+    def sockets(self) -> list[Any]:
+        return self.server.sockets
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled, then shut down gracefully."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting, let handlers' queued replies go, close within ``grace`` s."""
+        await self.server.shutdown(grace)
+
+    async def __aenter__(self) -> StreamServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+
+def stream_protocol_factory(handler: Handler, **options: Any) -> Callable[[], LineProtocol]:
+    """A protocol factory that runs ``handler(stream)`` for each connection."""
+
+    def factory() -> LineProtocol:
+        return _StreamProtocol(handler, **options)
+
+    return factory
+
+
+async def start_server(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    unix: str | None = None,
+    ssl: ssl.SSLContext | None = None,
+    delimiter: bytes = b"\r\n",
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+    lenient: bool = False,
+    idle_timeout: float | None = None,
+    max_connections: int | None = None,
+) -> StreamServer:
+    """Serve ``handler(stream)`` per connection; one handler's failure closes only its own."""
+    factory = stream_protocol_factory(
+        handler,
+        delimiter=delimiter,
+        max_line_length=max_line_length,
+        lenient=lenient,
+        idle_timeout=idle_timeout,
+    )
+    server = LineServer(factory, max_connections=max_connections)
+    if unix is not None:
+        await server.listen_unix(unix, ssl_context=ssl)
+    else:
+        await server.listen_tcp(host, port or 0, ssl_context=ssl)
+    return StreamServer(server)
