@@ -23,8 +23,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	$(BIN)/python bench/framing.py
+	$(BIN)/python bench/echo/run.py
+
+# The echo benchmark's C load generator and reference server (bench/bin/ is gitignored).
+bench-tools: bench/bin/loadgen bench/bin/cecho
+
+bench/bin/%: bench/echo/%.c
+	@mkdir -p bench/bin
+	gcc -O2 -Wall -Wextra -o $@ $<
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

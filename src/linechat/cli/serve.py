@@ -156,8 +156,9 @@ async def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     tls = " (TLS)" if context else ""
+    service = f"{args.service} service ({args.layer} layer)"
     print(
-        f"linechat serve: {args.service} service ({args.layer} layer) listening on {', '.join(addresses)}{tls}",
+        f"linechat serve: {service} listening on {', '.join(addresses)}{tls}",
         file=sys.stderr,
         flush=True,
     )
