@@ -1,0 +1,452 @@
+"""The stream layer as a library: clients and servers over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+import linechat
+from linechat import ConnectionClosed, IdleTimeout, LineStream, LineTooLong, ProtocolError
+
+from .conftest import read_all, require_tool
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(coro_fn: Callable[[], object]) -> None:
+    asyncio.run(asyncio.wait_for(coro_fn(), 30))  # type: ignore[arg-type]
+
+
+async def serving(handler: Callable[[LineStream], object], **options: object) -> tuple[object, int]:
+    server = await linechat.start_server(handler, "127.0.0.1", 0, **options)  # type: ignore[arg-type]
+    return server, server.sockets[0].getsockname()[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+def test_readline_strips_delimiter_and_returns_none_at_end() -> None:
+    async def handler(stream: LineStream) -> None:
+        stream.write_lines([b"one", b"two"])
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            assert await stream.readline() == b"one"
+            assert await stream.readline() == b"two"
+            assert await stream.readline() is None
+            assert await stream.readline() is None
+            assert not stream.unterminated
+            await stream.aclose()
+
+    run(main)
+
+
+def test_unterminated_last_line_surfaces() -> None:
+    async def handler(stream: LineStream) -> None:
+        stream.write_raw(b"done\r\nno end")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            assert [line async for line in stream] == [b"done", b"no end"]
+            assert stream.unterminated
+            await stream.aclose()
+
+    run(main)
+
+
+def test_readexactly_mixes_with_lines_in_one_chunk() -> None:
+    """The memcached shape: a command line, a counted payload, more lines, one write."""
+    got: list[bytes] = []
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            if line.startswith(b"set "):
+                size = int(line.split()[4])
+                got.append(await stream.readexactly(size + 2))
+                stream.write_line(b"STORED")
+            else:
+                got.append(line)
+                stream.write_line(b"END")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            stream.write_raw(b"set k 0 0 9\r\nhel\r\nlo\r\n\r\nget k\r\n")
+            assert await stream.readline() == b"STORED"
+            assert await stream.readline() == b"END"
+            await stream.aclose()
+        assert got == [b"hel\r\nlo\r\n\r\n", b"get k"]
+
+    run(main)
+
+
+def test_readexactly_at_end_of_stream_raises() -> None:
+    async def handler(stream: LineStream) -> None:
+        stream.write_raw(b"abc")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            with pytest.raises(ConnectionClosed, match="3 bytes into a 5-byte read"):
+                await stream.readexactly(5)
+            await stream.aclose()
+
+    run(main)
+
+
+def test_line_too_long_then_resync() -> None:
+    async def handler(stream: LineStream) -> None:
+        stream.write_raw(b"ok\r\n" + b"x" * 50 + b"\r\nafter\r\n")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port, max_line_length=10)
+            assert await stream.readline() == b"ok"
+            with pytest.raises(LineTooLong):
+                await stream.readline()
+            stream.resync()
+            assert await stream.readline() == b"after"
+            await stream.aclose()
+
+    run(main)
+
+
+def test_cancelled_readline_leaves_the_stream_usable() -> None:
+    release = asyncio.Event()
+
+    async def handler(stream: LineStream) -> None:
+        await release.wait()
+        stream.write_line(b"late")
+        await stream.readline()
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            pending = asyncio.create_task(stream.readline())
+            await asyncio.sleep(0.1)
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await stream.readline()
+            release.set()
+            assert await stream.readline() == b"late"
+            await stream.aclose()
+
+    run(main)
+
+
+def test_idle_timeout_raises_idle_timeout() -> None:
+    async def handler(stream: LineStream) -> None:
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port, idle_timeout=0.3)
+            started = time.monotonic()
+            with pytest.raises(IdleTimeout):
+                await stream.readline()
+            assert 0.25 < time.monotonic() - started < 3
+            await server.shutdown(0.1)  # type: ignore[attr-defined]
+
+    run(main)
+
+
+def test_server_idle_timeout_closes_the_silent_peer() -> None:
+    async def handler(stream: LineStream) -> None:
+        await stream.readline()
+
+    async def main() -> None:
+        server, port = await serving(handler, idle_timeout=0.3)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            assert await stream.readline() is None
+            await stream.aclose()
+
+    run(main)
+
+
+def test_connection_refused_is_oserror() -> None:
+    async def main() -> None:
+        with pytest.raises(ConnectionRefusedError):
+            await linechat.connect("127.0.0.1", free_port())
+
+    run(main)
+
+
+def test_peer_reset_raises_connection_closed_after_every_line() -> None:
+    async def handler(stream: LineStream) -> None:
+        stream.write_line(b"first")
+        await stream.drain()
+        await asyncio.sleep(0.1)
+        sock = stream.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        stream.abort()
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            assert await stream.readline() == b"first"
+            with pytest.raises(ConnectionClosed):
+                await stream.readline()
+
+    run(main)
+
+
+# -- serving ---------------------------------------------------------------------
+
+
+def test_a_failing_handler_closes_only_its_connection(caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            if line == b"boom":
+                raise RuntimeError("handler bug")
+            stream.write_line(b"ok " + line)
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            calm = await linechat.connect("127.0.0.1", port)
+            doomed = await linechat.connect("127.0.0.1", port)
+            doomed.write_line(b"boom")
+            with contextlib.suppress(ConnectionClosed):  # no answer: a FIN or a reset
+                assert await doomed.readline() is None
+            calm.write_line(b"still")
+            assert await calm.readline() == b"ok still"
+            await calm.aclose()
+            await doomed.aclose()
+
+    with caplog.at_level(logging.ERROR, logger="linechat.stream"):
+        run(main)
+    assert "handler failed" in caplog.text
+    assert "handler bug" in caplog.text
+
+
+def test_unix_socket_both_sides(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            stream.write_line(line.upper())
+
+    async def main() -> None:
+        server = await linechat.start_server(handler, unix=path)
+        async with server:
+            stream = await linechat.connect(unix=path)
+            stream.write_line("hello")
+            assert await stream.readline() == b"HELLO"
+            assert stream.peer in ("", None) or isinstance(stream.peer, str)
+            await stream.aclose()
+
+    run(main)
+
+
+def test_serve_forever_is_cancellable() -> None:
+    async def handler(stream: LineStream) -> None:
+        stream.write_line(b"hi")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        task = asyncio.create_task(server.serve_forever())  # type: ignore[attr-defined]
+        stream = await linechat.connect("127.0.0.1", port)
+        assert await stream.readline() == b"hi"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(OSError):
+            await linechat.connect("127.0.0.1", port)
+
+    run(main)
+
+
+# -- STARTTLS ----------------------------------------------------------------------
+
+
+def smtp_handler(context: ssl.SSLContext) -> Callable[[LineStream], Awaitable[None]]:
+    """A tiny SMTP-greeting server: EHLO, STARTTLS, then any command, QUIT."""
+
+    async def handler(stream: LineStream) -> None:
+        stream.write_line("220 linechat.test ESMTP ready")
+        async for line in stream:
+            command = line.upper()
+            if command.startswith((b"EHLO", b"HELO")):
+                stream.write_lines([b"250-linechat.test", b"250 STARTTLS"])
+            elif command == b"STARTTLS" and stream.tls is None:
+                stream.write_line(b"220 go ahead")
+                try:
+                    await stream.start_tls(context)
+                except ProtocolError:
+                    stream.write_line(b"554 plaintext after STARTTLS refused")
+                    return
+            elif command == b"QUIT":
+                stream.write_line(b"221 bye")
+                return
+            else:
+                secure = b" over TLS" if stream.tls is not None else b" in the clear"
+                stream.write_line(b"250 got " + line + secure)
+
+    return handler
+
+
+@pytest.fixture
+def tls_contexts(certificate: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    cert, key = certificate
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=str(cert))
+    return server, client
+
+
+@pytest.fixture
+def smtp_server(tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> Iterator[int]:
+    """The SMTP-greeting server in a thread with its own event loop."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    ready: list[int] = []
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def main() -> None:
+            server = await linechat.start_server(smtp_handler(tls_contexts[0]), "127.0.0.1", 0)
+            ready.append(server.sockets[0].getsockname()[1])
+            started.set()
+            await server.serve_forever()
+
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    yield ready[0]
+
+    def cancel_all() -> None:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+
+    loop.call_soon_threadsafe(cancel_all)
+    thread.join(10)
+    loop.close()
+
+
+def test_starttls_with_openssl_s_client(smtp_server: int, certificate: tuple[Path, Path]) -> None:
+    openssl = require_tool("openssl")
+    child = pexpect.spawn(
+        openssl,
+        [
+            *("s_client", "-starttls", "smtp", "-crlf", "-quiet"),
+            *("-CAfile", str(certificate[0]), "-connect", f"127.0.0.1:{smtp_server}"),
+        ],
+        timeout=15,
+    )
+    try:
+        child.expect("verify return:1")
+        child.sendline("MAIL FROM:<a@b>")
+        child.expect(r"250 got MAIL FROM:<a@b> over TLS")
+        child.sendline("QUIT")
+        child.expect("221 bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+
+
+def test_starttls_client_side(
+    smtp_server: int, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    async def main() -> None:
+        stream = await linechat.connect("127.0.0.1", smtp_server)
+        assert (await stream.readline() or b"").startswith(b"220")
+        stream.write_line("EHLO me")
+        assert await stream.readline() == b"250-linechat.test"
+        assert await stream.readline() == b"250 STARTTLS"
+        stream.write_line("STARTTLS")
+        assert await stream.readline() == b"220 go ahead"
+        await stream.start_tls(tls_contexts[1], server_hostname="localhost")
+        assert stream.tls is not None and stream.tls.version() is not None
+        stream.write_line("NOOP")
+        assert await stream.readline() == b"250 got NOOP over TLS"
+        stream.write_line("QUIT")
+        assert await stream.readline() == b"221 bye"
+        await stream.aclose()
+
+    run(main)
+
+
+def test_starttls_refuses_pipelined_plaintext(smtp_server: int) -> None:
+    """CVE-2011-0411: commands sent with STARTTLS must not run inside TLS."""
+    with socket.create_connection(("127.0.0.1", smtp_server), timeout=10) as sock:
+        sock.sendall(b"EHLO x\r\nSTARTTLS\r\nMAIL FROM:<injected>\r\n")
+        reply = read_all(sock)
+    assert b"554 plaintext after STARTTLS refused" in reply
+    assert b"injected" not in reply
+
+
+# -- real servers no one here wrote -------------------------------------------------
+
+
+@pytest.fixture
+def memcached_port() -> Iterator[int]:
+    memcached = require_tool("memcached")
+    port = free_port()
+    process = subprocess.Popen(
+        [memcached, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "nobody"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_counted_reads_against_memcached(memcached_port: int) -> None:
+    async def main() -> None:
+        stream = await linechat.connect("127.0.0.1", memcached_port)
+        payload = b"two\r\nlines"
+        stream.write_raw(b"set k 0 0 %d\r\n%s\r\nget k\r\n" % (len(payload), payload))
+        assert await stream.readline() == b"STORED"
+        header = (await stream.readline() or b"").split()
+        assert header[:3] == [b"VALUE", b"k", b"0"]
+        assert await stream.readexactly(int(header[3]) + 2) == payload + b"\r\n"
+        assert await stream.readline() == b"END"
+        await stream.aclose()
+
+    run(main)
