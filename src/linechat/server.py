@@ -73,20 +73,26 @@ class LineServer:
         self._servers: list[asyncio.Server] = []
 
     async def listen_tcp(
-        self, host: str | None, port: int, *, ssl_context: ssl.SSLContext | None = None
+        self,
+        host: str | None,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> list[str]:
         """Listen on ``host:port``; return the addresses bound.
 
         ``localhost`` means both loopbacks, 127.0.0.1 and ::1 (whatever the
         resolver says), on one port even when ``port`` is 0; ::1 is skipped
-        where IPv6 is off.
+        where IPv6 is off. ``reuse_port`` lets several processes share the
+        port (SO_REUSEPORT), the kernel spreading connections over them.
         """
         if host != "localhost":
-            return await self._bind(host, port, ssl_context)
-        addresses = await self._bind("127.0.0.1", port, ssl_context)
+            return await self._bind(host, port, ssl_context, reuse_port)
+        addresses = await self._bind("127.0.0.1", port, ssl_context, reuse_port)
         port = self._servers[-1].sockets[0].getsockname()[1]
         try:
-            addresses += await self._bind("::1", port, ssl_context)
+            addresses += await self._bind("::1", port, ssl_context, reuse_port)
         except OSError as exc:
             if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                 await self.shutdown(0)
@@ -95,11 +101,17 @@ class LineServer:
         return addresses
 
     async def _bind(
-        self, host: str | None, port: int, ssl_context: ssl.SSLContext | None
+        self, host: str | None, port: int, ssl_context: ssl.SSLContext | None, reuse_port: bool
     ) -> list[str]:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            self._accept, host, port, ssl=ssl_context, reuse_address=True, backlog=1024
+            self._accept,
+            host,
+            port,
+            ssl=ssl_context,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=1024,
         )
         self._servers.append(server)
         return [format_address(sock.getsockname()) for sock in server.sockets]

@@ -19,6 +19,7 @@ from ..server import DEFAULT_GRACE, LineServer, tls_server_context
 from ..services import echo
 from ..stream import Handler, stream_protocol_factory
 from .common import CliError, loop_factory, non_negative_float, port_number, positive_int
+from .workers import Supervisor, cpu_count, reserve_port
 
 __all__ = ["add_parser"]
 
@@ -100,14 +101,27 @@ def add_parser(commands: Any) -> None:
         default="auto",
         help="event loop (auto: uvloop when installed)",
     )
+    parser.add_argument(
+        "--workers",
+        type=worker_count,
+        default=None,
+        metavar="N|auto",
+        help="run N worker processes on one port with SO_REUSEPORT (auto: one per CPU)",
+    )
+    parser.add_argument("--worker-id", type=positive_int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.set_defaults(run=run)
 
 
+def worker_count(text: str) -> int:
+    return cpu_count() if text == "auto" else positive_int(text)
+
+
 def run(args: argparse.Namespace) -> int:
+    worker = f" worker {args.worker_id}" if args.worker_id else ""
     logging.basicConfig(
         level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s{worker} %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
@@ -115,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--tls-cert and --tls-key go together")
         if args.unix and (args.host is not None or args.port is not None):
             raise CliError("--unix listens instead of TCP: drop --host/--port")
+        if args.workers is not None:
+            return _supervise(args)
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
             return runner.run(_serve(args))
     except CliError as exc:
@@ -132,6 +148,38 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise CliError(f"cannot load TLS certificate/key: {reason}") from None
 
 
+def _supervise(args: argparse.Namespace) -> int:
+    """Start ``args.workers`` copies of this command on one port, and watch them."""
+    if args.unix:
+        raise CliError("--workers shares a TCP port: it does not work with --unix")
+    _tls_context(args)  # a bad certificate is reported once, here
+    loop_factory(args.loop)  # so is a missing uvloop
+    host = args.host if args.host is not None else "localhost"
+    port = reserve_port(host, args.port if args.port is not None else 8007)
+    argv = [sys.executable, "-m", "linechat", "serve", "--host", host, "--port", str(port)]
+    for flag, value in [
+        ("--service", args.service),
+        ("--layer", args.layer),
+        ("--tls-cert", args.tls_cert),
+        ("--tls-key", args.tls_key),
+        ("--max-line-length", args.max_line_length),
+        ("--idle-timeout", args.idle_timeout),
+        ("--max-connections", args.max_connections),
+        ("--grace", args.grace),
+        ("--loop", args.loop),
+        ("--log-level", args.log_level),
+    ]:
+        if value is not None:
+            argv += [flag, str(value)]
+    supervisor = Supervisor(argv, args.workers, grace=args.grace)
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    tls = " (TLS)" if args.tls_cert else ""
+    announce = (
+        f"linechat serve: {args.service} service ({args.layer} layer) listening on {where}{tls}"
+    )
+    return asyncio.run(supervisor.run(announce))
+
+
 async def _serve(args: argparse.Namespace) -> int:
     context = _tls_context(args)
     factory = SERVICES[args.service].factory(
@@ -147,7 +195,9 @@ async def _serve(args: argparse.Namespace) -> int:
         if args.unix:
             addresses = [await server.listen_unix(args.unix, ssl_context=context)]
         else:
-            addresses = await server.listen_tcp(host, port, ssl_context=context)
+            addresses = await server.listen_tcp(
+                host, port, ssl_context=context, reuse_port=args.worker_id is not None
+            )
     except OSError as exc:
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         raise CliError(f"cannot listen on {where}: {reason or exc}") from None
@@ -164,7 +214,7 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     await stop.wait()
     logging.getLogger("linechat.server").info(
-        "shutting down: %d connections open", len(server.connections)
+        "shutting down: %d connections open, %d served", len(server.connections), server.served
     )
     await server.shutdown(args.grace)
     return 0
