@@ -52,7 +52,7 @@ def test_a_dead_worker_is_restarted(serve: Callable[..., Served]) -> None:
     served = serve("--workers", "2")
     victim = children(served.process.pid)[0]
     os.kill(victim, signal.SIGKILL)
-    served.wait_log(r"worker \d \(pid %d\) exited with status -9.*restarting" % victim)
+    served.wait_log(rf"worker \d \(pid {victim}\) exited with status -9.*restarting")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and len(children(served.process.pid)) < 2:
         time.sleep(0.1)
@@ -78,8 +78,7 @@ def test_sigterm_stops_every_worker(serve: Callable[..., Served]) -> None:
 def test_workers_that_keep_failing_give_up(serve: Callable[..., Served]) -> None:
     taken = serve()  # a plain server holds the port, without SO_REUSEPORT
     result = subprocess.run(
-        linechat_command("serve", "--host", "127.0.0.1", "--port", str(taken.port))
-        + ["--workers", "2"],
+        linechat_command("serve", "--host", "127.0.0.1", "--port", str(taken.port), "--workers=2"),
         capture_output=True,
         timeout=60,
     )
