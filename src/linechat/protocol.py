@@ -61,7 +61,10 @@ class LineProtocol(asyncio.Protocol):
         self.idle_timeout = idle_timeout if idle_timeout else None
         self.write_high_water = write_high_water
         self.transport: asyncio.Transport | None = None
+        #: The peer's address; a runner behind a PROXY-protocol balancer sets
+        #: it (and ``proxy_header``) to the true client's before the connection.
         self.peer: Any = None
+        self.proxy_header: Any = None
         self.lines_in = self.lines_out = self.bytes_in = self.bytes_out = 0
         self.close_exception: BaseException | None = None
         self._out: list[bytes] = []
@@ -275,7 +278,8 @@ class LineProtocol(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport: trust the interface.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        self.peer = transport.get_extra_info("peername")
+        if self.peer is None:
+            self.peer = transport.get_extra_info("peername")
         transport.set_write_buffer_limits(high=self.write_high_water)
         loop = asyncio.get_running_loop()
         _ = self.closed

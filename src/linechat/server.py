@@ -12,12 +12,15 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
+from .errors import ProtocolError
 from .protocol import LineProtocol
+from .proxy_accept import ProxyPolicy, read_proxy_header
 
-__all__ = ["LineServer", "format_address", "tls_server_context"]
+__all__ = ["LineServer", "ProxyPolicy", "format_address", "tls_server_context"]
 
 log = logging.getLogger("linechat.server")
 
@@ -65,12 +68,17 @@ class LineServer:
         protocol_factory: Callable[[], LineProtocol],
         *,
         max_connections: int | None = None,
+        proxy: ProxyPolicy | None = None,
     ) -> None:
         self.protocol_factory = protocol_factory
         self.max_connections = max_connections
+        self.proxy = proxy
         self.connections: set[LineProtocol] = set()
         self.served = 0
         self._servers: list[asyncio.Server] = []
+        # Behind a PROXY-protocol balancer: our own listeners and accept loops.
+        self._listeners: list[socket.socket] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def listen_tcp(
         self,
@@ -90,7 +98,7 @@ class LineServer:
         if host != "localhost":
             return await self._bind(host, port, ssl_context, reuse_port)
         addresses = await self._bind("127.0.0.1", port, ssl_context, reuse_port)
-        port = self._servers[-1].sockets[0].getsockname()[1]
+        port = self.sockets[-1].getsockname()[1]
         try:
             addresses += await self._bind("::1", port, ssl_context, reuse_port)
         except OSError as exc:
@@ -103,6 +111,8 @@ class LineServer:
     async def _bind(
         self, host: str | None, port: int, ssl_context: ssl.SSLContext | None, reuse_port: bool
     ) -> list[str]:
+        if self.proxy is not None:
+            return self._bind_proxied(host, port, ssl_context, reuse_port, self.proxy)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             self._accept,
@@ -124,7 +134,88 @@ class LineServer:
 
     @property
     def sockets(self) -> list[socket.socket]:
-        return [sock for server in self._servers for sock in server.sockets]
+        servers = [sock for server in self._servers for sock in server.sockets]
+        return servers + self._listeners
+
+    def _bind_proxied(
+        self,
+        host: str | None,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        reuse_port: bool,
+        policy: ProxyPolicy,
+    ) -> list[str]:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        addresses = []
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(1024)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            self._listeners.append(sock)
+            addresses.append(format_address(sock.getsockname()))
+            self._spawn(self._accept_proxied(sock, ssl_context, policy))
+        return addresses
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_proxied(
+        self, listener: socket.socket, ssl_context: ssl.SSLContext | None, policy: ProxyPolicy
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, address = await loop.sock_accept(listener)
+            except OSError as exc:  # out of descriptors, and the like: try again soon
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._spawn(self._start_proxied(conn, address, ssl_context, policy))
+
+    async def _start_proxied(
+        self,
+        conn: socket.socket,
+        address: Any,
+        ssl_context: ssl.SSLContext | None,
+        policy: ProxyPolicy,
+    ) -> None:
+        """Read the PROXY header, then run the connection as any other."""
+        protocol: LineProtocol | None = None
+        try:
+            conn.setblocking(False)
+            header = (
+                await read_proxy_header(conn, policy) if policy.expects_header(address) else None
+            )
+            protocol = self._accept()
+            if header is not None:
+                protocol.peer = header.peer
+                protocol.proxy_header = header
+            accepted = protocol
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: accepted, conn, ssl=ssl_context
+            )
+        except (ProtocolError, TimeoutError, OSError) as exc:
+            reason = "no PROXY header in time" if isinstance(exc, TimeoutError) else exc
+            log.warning("%s rejected: %s", format_address(address), reason)
+            conn.close()
+            if protocol is not None and not protocol.closed.done():
+                protocol.close_exception = exc
+                protocol.closed.set_result(None)
+        except asyncio.CancelledError:
+            conn.close()
+            raise
 
     def _accept(self) -> LineProtocol:
         if self.max_connections is not None and len(self.connections) >= self.max_connections:
@@ -158,6 +249,10 @@ class LineServer:
         """Stop accepting, send what is queued, close everything within ``grace`` s."""
         for server in self._servers:
             server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for listener in self._listeners:
+            listener.close()
         pending = list(self.connections)
         for protocol in pending:
             protocol.close()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import functools
+import ipaddress
 import logging
 import signal
 import ssl
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import LineProtocol
-from ..server import DEFAULT_GRACE, LineServer, tls_server_context
+from ..server import DEFAULT_GRACE, LineServer, ProxyPolicy, tls_server_context
 from ..services import echo
 from ..stream import Handler, stream_protocol_factory
 from .common import CliError, loop_factory, non_negative_float, port_number, positive_int
@@ -102,6 +103,20 @@ def add_parser(commands: Any) -> None:
         help="event loop (auto: uvloop when installed)",
     )
     parser.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="require a PROXY protocol header (v1 or v2) from every peer (behind HAProxy)",
+    )
+    parser.add_argument(
+        "--proxy-protocol-from",
+        type=network,
+        action="append",
+        default=None,
+        metavar="CIDR",
+        help="only peers in CIDR send the header (implies --proxy-protocol; repeatable); "
+        "others are direct clients",
+    )
+    parser.add_argument(
         "--workers",
         type=worker_count,
         default=None,
@@ -111,6 +126,13 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--worker-id", type=positive_int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.set_defaults(run=run)
+
+
+def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an address or network: {text!r}") from None
 
 
 def worker_count(text: str) -> int:
@@ -129,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--tls-cert and --tls-key go together")
         if args.unix and (args.host is not None or args.port is not None):
             raise CliError("--unix listens instead of TCP: drop --host/--port")
+        if args.unix and (args.proxy_protocol or args.proxy_protocol_from):
+            raise CliError("--proxy-protocol works with TCP listeners only")
         if args.workers is not None:
             return _supervise(args)
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
@@ -171,6 +195,10 @@ def _supervise(args: argparse.Namespace) -> int:
     ]:
         if value is not None:
             argv += [flag, str(value)]
+    if args.proxy_protocol:
+        argv.append("--proxy-protocol")
+    for trusted in args.proxy_protocol_from or []:
+        argv += ["--proxy-protocol-from", str(trusted)]
     supervisor = Supervisor(argv, args.workers, grace=args.grace)
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     tls = " (TLS)" if args.tls_cert else ""
@@ -187,7 +215,10 @@ async def _serve(args: argparse.Namespace) -> int:
         max_line_length=args.max_line_length,
         idle_timeout=args.idle_timeout or None,
     )
-    server = LineServer(factory, max_connections=args.max_connections)
+    proxy = None
+    if args.proxy_protocol or args.proxy_protocol_from:
+        proxy = ProxyPolicy(trusted=args.proxy_protocol_from)
+    server = LineServer(factory, max_connections=args.max_connections, proxy=proxy)
     host = args.host if args.host is not None else "localhost"
     port = args.port if args.port is not None else 8007
     where = args.unix or f"{host}:{port}"
