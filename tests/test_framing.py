@@ -316,3 +316,24 @@ def test_rewind_after_more_was_received() -> None:
     assert framer.read_exactly(3) == b"b\r\n"
     assert framer.next_line() == b"cd"
     assert framer.next_line() == b"e"
+
+
+def test_line_of_exactly_the_limit_with_split_delimiter() -> None:
+    framer = LineFramer(max_line_length=5)
+    assert framer.feed(b"12345\r") == []
+    assert framer.feed(b"\n") == [b"12345"]
+
+
+def test_too_long_complete_line_is_not_in_the_earlier_lines() -> None:
+    framer = LineFramer(max_line_length=4)
+    with pytest.raises(LineTooLong) as info:
+        framer.feed(b"ok\r\ntoolong\r\nalsotoolong")
+    assert info.value.lines == [b"ok"]
+
+
+def test_feed_after_resync_returns_buffered_lines() -> None:
+    framer = LineFramer(max_line_length=4)
+    with pytest.raises(LineTooLong):
+        framer.feed(b"waytoolong\r\na\r\nb\r\n")
+    framer.resync()
+    assert framer.feed(b"") == [b"a", b"b"]

@@ -41,8 +41,9 @@ class LineFramer:
     the over-long line (through its delimiter) and goes on.
 
     The buffer never holds more than ``max_line_length`` plus one chunk while
-    reading lines. A raw read of ``n`` bytes buffers up to ``n`` bytes: bound
-    ``n`` in the protocol.
+    reading lines (between feeds: the limit plus a delimiter's first bytes, so a
+    line of exactly the limit whose delimiter arrives split is fine). A raw
+    read of ``n`` bytes buffers up to ``n`` bytes: bound ``n`` in the protocol.
     """
 
     __slots__ = (
@@ -52,6 +53,8 @@ class LineFramer:
         "_eof",
         "_failed",
         "_fast",
+        "_head",
+        "_heads",
         "_lenient",
         "_max",
         "_overlap",
@@ -78,17 +81,20 @@ class LineFramer:
         self._sep = b"\n" if lenient else delimiter
         self._overlap = len(self._sep) - 1
         self._end = self._sep[-1]  # a chunk without this byte completes no line
+        # A buffer whose last byte is not in here ends with no delimiter's start.
+        self._heads = self._sep[:-1]
         self._max = max_line_length
         self._buf = bytearray()
         self._scan_from = 0  # no delimiter starts before this offset of _buf
-        self._source: bytes | None = None  # what the last feed() split
+        self._source: bytes | None = None  # what the last feed() split...
+        self._head = b""  # ...after these bytes, which were buffered before it
         self._failed = False
         self._discarding = False
         self._eof = False
-        # True while feed() may take its fast path: not failed, discarding or
-        # closed, and the buffer known to hold no delimiter (the unterminated
-        # tail of what feed() split). Only a completed feed() sets it again.
-        self._fast = True
+        # True while feed() may take its fast path: strict mode, not failed,
+        # discarding or closed, and the buffer known to hold no delimiter (the
+        # unterminated tail of what feed() split). Only _feed_slow() sets it again.
+        self._fast = not lenient
 
     # -- what the caller can ask -------------------------------------------
 
@@ -118,22 +124,55 @@ class LineFramer:
         if not self._fast:
             return self._feed_slow(data)
         buf = self._buf
-        if buf:
-            buf += data
-            # The buffer holds no delimiter, so one can only end in ``data``:
-            # the ``int in bytes`` test (a memchr) saves most searches.
-            if self._end not in data or buf.find(self._sep, self._scan_from) < 0:
-                self._source = b""  # rewind() has nothing to give back
-                n = len(buf)
-                if n > self._max and self._over_limit(buf):
-                    self._overflow_unterminated([])
+        if not buf:
+            return self._split(data)
+        # The buffer holds no delimiter, so one can only end in ``data``: the
+        # ``int in bytes`` test (a memchr) saves most searches.
+        if self._end in data:
+            if buf[-1] in self._heads:
+                # A delimiter may straddle the chunks: search the joined bytes.
+                buf += data
+                if buf.find(self._sep, self._scan_from) >= 0:
+                    data = bytes(buf)
+                    buf.clear()
+                    self._scan_from = 0
+                    return self._split(data)
+                return self._hold(buf)
+            lines = data.split(self._sep)
+            if len(lines) > 1:
+                # No delimiter starts in the buffer: split ``data`` alone, so
+                # the chunk is copied once, and prepend the buffer to line one.
+                head = bytes(buf)
+                buf.clear()
+                lines[0] = head + lines[0]
+                tail = lines.pop()
+                size = len(head) + len(data)
+                if size > self._max:
+                    self._check_limit(lines, tail, size, head, data)
+                buf += tail
+                n = len(tail)
                 overlap = self._overlap
                 self._scan_from = n - overlap if n > overlap else 0
-                return []
-            data = bytes(buf)
-            buf.clear()
-            self._scan_from = 0
-        return self._split(data)
+                self._source = data
+                self._head = head
+                return lines
+        buf += data
+        self._source = b""  # rewind() has nothing to give back
+        n = len(buf)
+        if n > self._max and self._over_limit(buf):
+            self._overflow_unterminated([])
+        overlap = self._overlap
+        self._scan_from = n - overlap if n > overlap else 0
+        return []
+
+    def _hold(self, buf: bytearray) -> list[bytes]:
+        """feed() completed no line: check the limit, note where to search next."""
+        self._source = b""
+        n = len(buf)
+        if n > self._max and self._over_limit(buf):
+            self._overflow_unterminated([])
+        self._scan_from = max(0, n - self._overlap)
+        return []
 
     def _feed_slow(self, data: bytes) -> list[bytes]:
         """feed() in any state: the buffer may hold lines (receive(), rewind())."""
@@ -148,16 +187,14 @@ class LineFramer:
         elif buf:
             buf += data
             if buf.find(self._sep, self._scan_from) < 0:
-                self._scan_from = max(0, len(buf) - self._overlap)
-                if len(buf) > self._max and self._over_limit(buf):
-                    self._overflow_unterminated([])
-                self._fast = True
+                self._hold(buf)
+                self._fast = not self._lenient
                 return []
             data = bytes(buf)
             buf.clear()
             self._scan_from = 0
         lines = self._split(data)
-        self._fast = True
+        self._fast = not self._lenient
         return lines
 
     def rewind(self, used: int) -> None:
@@ -174,6 +211,8 @@ class LineFramer:
         if not source:
             return
         self._fast = False  # the buffer holds lines again
+        if self._head:
+            source = self._head + source
         # The buffer holds the unterminated tail of ``source``, then whatever
         # receive() added since: put the given-back lines in front of it.
         last = source.rfind(self._sep)
@@ -186,23 +225,34 @@ class LineFramer:
         text = data
         if self._lenient and 13 in data:  # a CR (int in bytes: a memchr)
             text = data.replace(b"\r\n", b"\n")
-        lines = text.split(self._sep)
+        return self._lines(text.split(self._sep), len(text), b"", data)
+
+    def _lines(self, lines: list[bytes], size: int, head: bytes, data: bytes) -> list[bytes]:
+        """Finish a feed: ``lines`` were split from ``head + data`` (``size`` bytes)."""
         tail = lines.pop()
-        # The lines and the tail hold len(text) minus the delimiters' bytes: if
-        # that is within the limit, no line can be over it (no per-line scan).
-        if len(text) - len(lines) * (self._overlap + 1) > self._max:
-            self._source = b""
-            # Terminated lines come first in the stream, so they are checked first.
-            if lines and max(map(len, lines)) > self._max:
-                self._overflow_terminated(data, lines, tail)
-            if len(tail) > self._max and self._over_limit(tail):
-                self._overflow_unterminated(lines)
-        if tail:
-            self._buf += tail
-            n, overlap = len(tail), self._overlap
-            self._scan_from = n - overlap if n > overlap else 0
+        if size > self._max:
+            self._check_limit(lines, tail, size, head, data)
+        self._buf += tail
+        n, overlap = len(tail), self._overlap
+        self._scan_from = n - overlap if n > overlap else 0
         self._source = data
+        self._head = head
         return lines
+
+    def _check_limit(
+        self, lines: list[bytes], tail: bytes, size: int, head: bytes, data: bytes
+    ) -> None:
+        """Raise :class:`LineTooLong` if a line split from ``head + data`` is over the limit."""
+        # The lines and the tail hold ``size`` minus the delimiters' bytes: if
+        # that is within the limit, no line can be over it (no per-line scan).
+        if size - len(lines) * (self._overlap + 1) <= self._max:
+            return
+        self._source = b""
+        # Terminated lines come first in the stream, so they are checked first.
+        if lines and max(map(len, lines)) > self._max:
+            self._overflow_terminated(head + data, lines, tail)
+        if len(tail) > self._max and self._over_limit(tail):
+            self._overflow_unterminated(lines)
 
     # -- pull --------------------------------------------------------------
 
