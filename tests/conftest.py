@@ -116,7 +116,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
 
     yield start
     for served in started:
-        served.stop(signal.SIGKILL if served.process.poll() is None else signal.SIGTERM)
+        served.stop()  # SIGTERM, so a supervisor stops its workers; SIGKILL if stuck
 
 
 @pytest.fixture(scope="session")

@@ -113,3 +113,13 @@ def test_port_zero_is_one_shared_port(serve: Callable[..., Served]) -> None:
             read_all(sock)
             seen.add(sock.getpeername()[1])
     assert seen == {served.port}
+
+
+def test_workers_stop_when_the_supervisor_is_killed(serve: Callable[..., Served]) -> None:
+    served = serve("--workers", "2")
+    workers = children(served.process.pid)
+    served.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)

@@ -8,6 +8,7 @@ import errno
 import functools
 import ipaddress
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -243,9 +244,22 @@ async def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if args.worker_id is not None:
+        watchdog = asyncio.create_task(_stop_when_orphaned(stop))
     await stop.wait()
+    if args.worker_id is not None:
+        watchdog.cancel()
     logging.getLogger("linechat.server").info(
         "shutting down: %d connections open, %d served", len(server.connections), server.served
     )
     await server.shutdown(args.grace)
     return 0
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (even by SIGKILL) shuts itself down."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    logging.getLogger("linechat.workers").warning("supervisor is gone; shutting down")
+    stop.set()
