@@ -228,7 +228,8 @@ class ProxyHeaderParser:
 
         Raises :class:`ProxyProtocolError` as soon as the bytes so far cannot
         start a valid header. Once the header has been returned, further bytes
-        belong to the application and must not be fed here.
+        belong to the application: feeding them here (or feeding after
+        :meth:`feed_eof`) raises :class:`ProtocolError`, a caller's bug.
         """
         if self._header is not None:
             raise ProtocolError("the PROXY header is complete; the stream's bytes are in .rest")
