@@ -9,8 +9,9 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -146,7 +147,7 @@ def test_cancelled_readline_leaves_the_stream_usable() -> None:
         server, port = await serving(handler)
         async with server:  # type: ignore[attr-defined]
             stream = await linechat.connect("127.0.0.1", port)
-            pending = asyncio.create_task(stream.readline())
+            pending = asyncio.ensure_future(stream.readline())
             await asyncio.sleep(0.1)
             pending.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -289,7 +290,7 @@ def test_serve_forever_is_cancellable() -> None:
 # -- STARTTLS ----------------------------------------------------------------------
 
 
-def smtp_handler(context: ssl.SSLContext) -> Callable[[LineStream], Awaitable[None]]:
+def smtp_handler(context: ssl.SSLContext) -> Callable[[LineStream], Coroutine[Any, Any, None]]:
     """A tiny SMTP-greeting server: EHLO, STARTTLS, then any command, QUIT."""
 
     async def handler(stream: LineStream) -> None:

@@ -197,6 +197,16 @@ class LineFramer:
         self._fast = not self._lenient
         return lines
 
+    def commit(self) -> None:
+        """Every line of the last ``feed()`` was used: ``rewind()`` is off.
+
+        A caller that keeps the framer between chunks should call it: the
+        chunk that ``rewind()`` would need stays referenced until then, and a
+        chunk fresh from ``recv()`` can pin far more memory than its length.
+        """
+        self._source = None
+        self._head = b""
+
     def rewind(self, used: int) -> None:
         """Give back the lines of the last ``feed()`` after the first ``used``.
 

@@ -13,8 +13,10 @@ over-long-line policy, end of stream, and a ``closed`` future.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ssl
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
@@ -23,6 +25,8 @@ from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
 __all__ = ["DEFAULT_WRITE_HIGH_WATER", "LineProtocol", "encode_line"]
 
 DEFAULT_WRITE_HIGH_WATER = 64 * 1024
+# The idle timer's callback is ours: one shared context, not a copy per connection.
+_TIMER_CONTEXT = contextvars.Context()
 
 
 def encode_line(line: bytes | str) -> bytes:
@@ -38,6 +42,40 @@ class LineProtocol(asyncio.Protocol):
     ``write_high_water`` bounds the replies held for a slow reader: past it,
     the peer is not read until they drain below a quarter of it.
     """
+
+    # Slots keep an idle connection small (the target is < 3 KiB in all).
+    __slots__ = (
+        "_closed",
+        "_closing",
+        "_drain_waiters",
+        "_eof_pending",
+        "_flush_scheduled",
+        "_gone",
+        "_held",
+        "_idle_handle",
+        "_in_chunk",
+        "_last_read",
+        "_loop",
+        "_out",
+        "_pulling",
+        "_raw_wanted",
+        "_stop_batch",
+        "_writing_paused",
+        "bytes_in",
+        "bytes_out",
+        "close_exception",
+        "connected_at",
+        "delimiter",
+        "framer",
+        "idle_timeout",
+        "lines_in",
+        "lines_out",
+        "on_closed",
+        "peer",
+        "proxy_header",
+        "transport",
+        "write_high_water",
+    )
 
     #: Writes made outside a chunk's handling: sent at once (False), or
     #: gathered until the event loop's next turn, one transport write for all.
@@ -65,6 +103,11 @@ class LineProtocol(asyncio.Protocol):
         #: it (and ``proxy_header``) to the true client's before the connection.
         self.peer: Any = None
         self.proxy_header: Any = None
+        #: ``time.monotonic()`` when the connection was made.
+        self.connected_at = 0.0
+        #: Called with this protocol once the connection is gone (the runner's hook;
+        #: lighter than a callback on :attr:`closed`, which is made only on demand).
+        self.on_closed: Callable[[LineProtocol], None] | None = None
         self.lines_in = self.lines_out = self.bytes_in = self.bytes_out = 0
         self.close_exception: BaseException | None = None
         self._out: list[bytes] = []
@@ -80,8 +123,9 @@ class LineProtocol(asyncio.Protocol):
         self._idle_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # set only with an idle timeout
         self._closed: asyncio.Future[None] | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._flush_scheduled = False
+        self._gone = False  # connection_lost has run
 
     # -- to override -------------------------------------------------------
 
@@ -256,8 +300,10 @@ class LineProtocol(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait until the transport takes more writes (flow control)."""
-        if self._writing_paused and not self.closed.done():
+        if self._writing_paused and self.transport is not None and not self._gone:
             waiter = asyncio.get_running_loop().create_future()
+            if self._drain_waiters is None:
+                self._drain_waiters = []
             self._drain_waiters.append(waiter)
             await waiter
 
@@ -266,7 +312,14 @@ class LineProtocol(asyncio.Protocol):
         """Resolves (with ``None``) once the connection is gone."""
         if self._closed is None:
             self._closed = asyncio.get_running_loop().create_future()
+            if self._gone:
+                self._closed.set_result(None)
         return self._closed
+
+    @property
+    def is_connected(self) -> bool:
+        """True from ``connection_made`` until ``connection_lost``."""
+        return self.transport is not None and not self._gone
 
     @property
     def is_closing(self) -> bool:
@@ -281,12 +334,14 @@ class LineProtocol(asyncio.Protocol):
         if self.peer is None:
             self.peer = transport.get_extra_info("peername")
         transport.set_write_buffer_limits(high=self.write_high_water)
+        self.connected_at = time.monotonic()
         loop = asyncio.get_running_loop()
-        _ = self.closed
         if self.idle_timeout is not None:
             self._loop = loop
             self._last_read = loop.time()
-            self._idle_handle = loop.call_at(self._last_read + self.idle_timeout, self._check_idle)
+            self._idle_handle = loop.call_at(
+                self._last_read + self.idle_timeout, self._check_idle, context=_TIMER_CONTEXT
+            )
         self._in_chunk = True
         try:
             self.connection_started()
@@ -345,6 +400,7 @@ class LineProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._gone = True
         if exc is not None and self.close_exception is None:
             self.close_exception = exc
         if self._idle_handle is not None:
@@ -355,8 +411,10 @@ class LineProtocol(asyncio.Protocol):
         try:
             self.connection_ended(exc)
         finally:
-            if not self.closed.done():
-                self.closed.set_result(None)
+            if self._closed is not None and not self._closed.done():
+                self._closed.set_result(None)
+            if self.on_closed is not None:
+                self.on_closed(self)
 
     # -- internals ---------------------------------------------------------
 
@@ -381,6 +439,8 @@ class LineProtocol(asyncio.Protocol):
                 self.lines_received(lines)
                 if self._pulling:
                     self._pull()
+            if not self._pulling:
+                framer.commit()  # so this chunk is not kept alive
             return
 
     def _pull(self) -> None:
@@ -445,10 +505,10 @@ class LineProtocol(asyncio.Protocol):
             finally:
                 self._end_chunk()
         else:
-            self._idle_handle = loop.call_at(deadline, self._check_idle)
+            self._idle_handle = loop.call_at(deadline, self._check_idle, context=_TIMER_CONTEXT)
 
     def _wake_drainers(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)

@@ -13,7 +13,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import ProtocolError
@@ -45,15 +44,11 @@ def tls_server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 class _Refused(LineProtocol):
     """Answers one error line to a peer past the connection limit, then closes."""
 
+    __slots__ = ()
+
     def connection_started(self) -> None:
         self.write_line(b"ERROR too many connections")
         self.close()
-
-
-@dataclass
-class _Entry:
-    protocol: LineProtocol
-    started: float
 
 
 class LineServer:
@@ -210,9 +205,10 @@ class LineServer:
             reason = "no PROXY header in time" if isinstance(exc, TimeoutError) else exc
             log.warning("%s rejected: %s", format_address(address), reason)
             conn.close()
-            if protocol is not None and not protocol.closed.done():
+            if protocol is not None and not protocol.is_connected:
                 protocol.close_exception = exc
-                protocol.closed.set_result(None)
+                protocol.connected_at = time.monotonic()
+                protocol.connection_lost(None)  # never connected: settle its accounts
         except asyncio.CancelledError:
             conn.close()
             raise
@@ -224,19 +220,17 @@ class LineServer:
         protocol = self.protocol_factory()
         self.connections.add(protocol)
         self.served += 1
-        entry = _Entry(protocol, time.monotonic())
-        protocol.closed.add_done_callback(lambda _: self._ended(entry))
+        protocol.on_closed = self._ended
         return protocol
 
-    def _ended(self, entry: _Entry) -> None:
-        protocol = entry.protocol
+    def _ended(self, protocol: LineProtocol) -> None:
         self.connections.discard(protocol)
         if log.isEnabledFor(logging.INFO):
             reason = protocol.close_exception
             log.info(
                 "%s closed after %.3f s: %d lines/%d B in, %d lines/%d B out%s (%d open)",
                 format_address(protocol.peer),
-                time.monotonic() - entry.started,
+                time.monotonic() - protocol.connected_at,
                 protocol.lines_in,
                 protocol.bytes_in,
                 protocol.lines_out,

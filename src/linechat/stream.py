@@ -14,10 +14,10 @@ waits for input), so a reply of many lines costs one system call.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import ssl
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -30,16 +30,20 @@ __all__ = ["LineStream", "StreamServer", "connect", "start_server"]
 
 log = logging.getLogger("linechat.stream")
 
+TASK_NAME = "linechat stream handler"
+_QUIET_CONTEXT = contextvars.Context()
+
 #: Unread input held before the peer stops being read (a waiting reader
 #: always gets to read on, up to the line-length limit).
 READ_HIGH_WATER = 64 * 1024
 
-Handler = Callable[["LineStream"], Awaitable[None]]
+Handler = Callable[["LineStream"], Coroutine[Any, Any, None]]
 
 
 class _StreamProtocol(LineProtocol):
-    """The protocol under a LineStream: buffers input, wakes the reader."""
+    """The protocol under a LineStream: buffers input, fulfils the pending read."""
 
+    __slots__ = ("_reading_paused", "eof", "handler", "stream", "task")
     coalesce_writes = True
 
     def __init__(self, handler: Handler | None = None, **options: Any) -> None:
@@ -48,22 +52,24 @@ class _StreamProtocol(LineProtocol):
         self.stream = LineStream(self, server_side=handler is not None)
         self.eof = False
         self.task: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
 
     def connection_started(self) -> None:
         if self.handler is not None:
-            self.task = asyncio.get_running_loop().create_task(self._run_handler(self.handler))
+            loop = asyncio.get_running_loop()
+            self.task = loop.create_task(self.handler(self.stream), name=TASK_NAME)
+            # Our own callback needs no copy of the handler's context (~64 B each).
+            self.task.add_done_callback(self._handler_done, context=_QUIET_CONTEXT)
 
-    async def _run_handler(self, handler: Handler) -> None:
-        try:
-            await handler(self.stream)
-        except LineTooLong as exc:
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        """The handler returned or raised: close its connection, never the server."""
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, LineTooLong):
             self.line_too_long(exc)  # the protocol layer's policy: answer, then close
-        except (ConnectionClosed, ConnectionError, IdleTimeout):
-            pass  # the peer went away or went silent: nothing to report
-        except Exception:
-            log.exception("handler failed for %s; closing its connection", self.peer)
+        elif exc is not None and not isinstance(
+            exc, ConnectionClosed | ConnectionError | IdleTimeout
+        ):
+            log.error("handler failed for %s; closing its connection", self.peer, exc_info=exc)
             self.abort()
             return
         self.close()
@@ -75,19 +81,20 @@ class _StreamProtocol(LineProtocol):
         if self._loop is not None:
             self._last_read = self._loop.time()  # the idle timer reads it
         self.framer.receive(data)
-        if self._waiter is not None:
-            self._wake()
+        if self.stream._reader is not None:
+            self.stream._fulfil()
         elif self.framer.buffered > READ_HIGH_WATER and not self._reading_paused:
-            self._pause_reading()
+            self._reading_paused = True
+            self._set_reading(False)
 
     def eof_received(self) -> bool:
         self.eof = True
-        self._wake()
+        self.stream._fulfil()
         return True  # keep our side open: the handler decides when to close
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self._wake()
+        self.stream._fulfil()
 
     def resume_writing(self) -> None:
         # Reading stays paused while unread input is over its high-water mark.
@@ -96,9 +103,13 @@ class _StreamProtocol(LineProtocol):
         if not self._reading_paused:
             self._set_reading(True)
 
-    def _pause_reading(self) -> None:
-        self._reading_paused = True
-        self._set_reading(False)
+    def about_to_wait(self) -> None:
+        """A read must wait: send the replies queued, and read the peer again."""
+        self._flush()
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self._writing_paused:
+                self._set_reading(True)
 
     def _set_reading(self, on: bool) -> None:
         transport = self.transport
@@ -108,27 +119,8 @@ class _StreamProtocol(LineProtocol):
             else:
                 transport.pause_reading()
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
-    async def wait_for_input(self) -> None:
-        """Flush replies, let the peer be read again, and wait for bytes or the end."""
-        self._flush()
-        if self._reading_paused:
-            self._reading_paused = False
-            if not self._writing_paused:
-                self._set_reading(True)
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        try:
-            await waiter
-        finally:
-            if self._waiter is waiter:
-                self._waiter = None
+_LINE, _NEXT = -1, -2  # what a pending read wants; n >= 0 is readexactly(n)
 
 
 class LineStream:
@@ -137,90 +129,146 @@ class LineStream:
     ``readline()`` returns a line without its delimiter, or ``None`` once the
     peer has closed and every line was read. An unterminated last line is
     returned like any other; :attr:`unterminated` then says so.
+
+    The read methods return futures (await them): a read that must wait
+    costs one future, and no coroutine frame stays alive while a connection
+    is idle. One read may be pending at a time.
     """
+
+    __slots__ = (
+        "_ended",
+        "_error",
+        "_lines",
+        "_next",
+        "_protocol",
+        "_reader",
+        "_want",
+        "server_side",
+        "unterminated",
+    )
 
     def __init__(self, protocol: _StreamProtocol, *, server_side: bool) -> None:
         self._protocol = protocol
-        self._lines: deque[bytes] = deque()
-        self._batch = 0  # how many lines the framer's last feed() gave
+        # The lines of the framer's last feed(), and how many were handed out.
+        self._lines: Sequence[bytes] = ()
+        self._next = 0
         self._error: LineTooLong | None = None
         self._ended = False  # the framer has seen the end of stream
+        self._reader: asyncio.Future[Any] | None = None  # the pending read
+        self._want = _LINE
         self.server_side = server_side
         self.unterminated = False
 
     # -- reading -----------------------------------------------------------
 
-    async def readline(self) -> bytes | None:
+    def readline(self) -> asyncio.Future[bytes | None]:
         """The next line, delimiter removed; ``None`` at a clean end of stream."""
-        if self._lines:
-            return self._lines.popleft()
-        return await self._readline_slow()
+        return self._read(_LINE)
 
-    async def _readline_slow(self) -> bytes | None:
+    def readexactly(self, n: int) -> asyncio.Future[bytes]:
+        """Exactly ``n`` raw bytes (a counted payload); mixes freely with lines.
+
+        Raises :class:`ConnectionClosed` if the stream ends first.
+        """
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        return self._read(n)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    def __anext__(self) -> asyncio.Future[bytes]:
+        return self._read(_NEXT)
+
+    def resync(self) -> None:
+        """After :class:`LineTooLong`: skip the rest of that line and read on."""
+        self._protocol.framer.resync()
+
+    def _read(self, want: int) -> asyncio.Future[Any]:
+        if self._reader is not None and not self._reader.done():
+            raise RuntimeError("another read is already waiting on this stream")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        i = self._next
+        if want < 0 and i < len(self._lines):  # the fast path: a line in hand
+            self._next = i + 1
+            future.set_result(self._lines[i])
+            return future
+        self._reader, self._want = future, want
+        self._fulfil()
+        if self._reader is not None:
+            self._protocol.about_to_wait()
+        return future
+
+    def _fulfil(self) -> None:
+        """Settle the pending read if what it wants is here (or never will be)."""
+        future = self._reader
+        if future is None:
+            return
+        if future.done():  # cancelled by its awaiter: nothing was consumed
+            self._reader = None
+            return
+        try:
+            found, value = self._take(self._want)
+        except BaseException as exc:
+            self._reader = None
+            future.set_exception(exc)
+            return
+        if found:
+            self._reader = None
+            future.set_result(value)
+
+    def _take(self, want: int) -> tuple[bool, Any]:
         protocol, framer = self._protocol, self._protocol.framer
-        while not self._ended:
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
+        finished = protocol.eof or protocol._gone
+        if want >= 0:
+            if self._next < len(self._lines):
+                framer.rewind(self._next)
+            self._lines, self._next = (), 0
+            data = framer.read_exactly(want)
+            if data is not None:
+                return True, data
+            if finished:
+                raise ConnectionClosed(
+                    f"stream ended {framer.buffered} bytes into a {want}-byte read"
+                )
+            return False, None
+        i = self._next
+        if i < len(self._lines):
+            self._next = i + 1
+            return True, self._lines[i]
+        self._lines, self._next = (), 0  # let the last batch go
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if not self._ended:
             try:
                 lines = framer.feed(b"")
             except LineTooLong as exc:
                 lines, self._error = exc.lines, exc
             if lines:
-                self._lines.extend(lines)
-                self._batch = len(lines)
+                self._lines, self._next = lines, 1
                 protocol.lines_in += len(lines)
-                return self._lines.popleft()
+                return True, lines[0]
             if self._error is not None:
-                continue
-            if protocol.eof or protocol.closed.done():
-                self._ended = True
-                rest = framer.feed_eof()
-                if rest:
-                    self.unterminated = True
-                    protocol.lines_in += 1
-                    return rest[0]
-            else:
-                await protocol.wait_for_input()
+                error, self._error = self._error, None
+                raise error
+            if not finished:
+                return False, None
+            self._ended = True
+            rest = framer.feed_eof()
+            if rest:
+                self.unterminated = True
+                protocol.lines_in += 1
+                return True, rest[0]
         # Every byte the peer sent was handed out: say how the stream ended.
         reason = protocol.close_exception
         if isinstance(reason, IdleTimeout):
             raise reason
         if reason is not None and not protocol.eof:
             raise ConnectionClosed(str(reason) or type(reason).__name__) from reason
-        return None
-
-    async def readexactly(self, n: int) -> bytes:
-        """Exactly ``n`` raw bytes (a counted payload); mixes freely with lines.
-
-        Raises :class:`ConnectionClosed` if the stream ends first.
-        """
-        protocol, framer = self._protocol, self._protocol.framer
-        if self._lines:
-            framer.rewind(self._batch - len(self._lines))
-            self._lines.clear()
-        while True:
-            data = framer.read_exactly(n)
-            if data is not None:
-                return data
-            if protocol.eof or protocol.closed.done():
-                raise ConnectionClosed(f"stream ended {framer.buffered} bytes into a {n}-byte read")
-            await protocol.wait_for_input()
-
-    def resync(self) -> None:
-        """After :class:`LineTooLong`: skip the rest of that line and read on."""
-        self._protocol.framer.resync()
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._lines:
-            return self._lines.popleft()
-        line = await self._readline_slow()
-        if line is None:
+        if want == _NEXT:
             raise StopAsyncIteration
-        return line
+        return True, None
 
     # -- writing -----------------------------------------------------------
 
@@ -284,7 +332,7 @@ class LineStream:
         plaintext into the coming TLS session (CVE-2011-0411):
         :class:`ProtocolError` is raised and the caller should close.
         """
-        if self._lines:
+        if self._next < len(self._lines):
             raise ProtocolError(
                 "peer sent data before the TLS handshake (plaintext injection, CVE-2011-0411)"
             )

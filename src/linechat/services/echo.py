@@ -22,6 +22,8 @@ FRAMING: dict[str, Any] = {"lenient": True}
 class EchoProtocol(LineProtocol):
     """The echo service on the protocol layer: one C-level join per chunk."""
 
+    __slots__ = ()
+
     def __init__(self, **options: Any) -> None:
         options = {**FRAMING, **options}
         super().__init__(**options)
