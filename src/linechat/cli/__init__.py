@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import serve
+from . import connect, serve
 
 __all__ = ["main"]
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"linechat {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.add_parser(commands)
+    connect.add_parser(commands)
     return parser
 
 

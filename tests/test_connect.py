@@ -1,0 +1,837 @@
+"""`linechat connect` against real servers: linechat's, the seed's, Redis, memcached, openssl.
+
+TTY mode is driven in a real pty (pexpect); pipe mode through pipes and files.
+Small scripted servers (a thread, a socket, a few lines) play the odd peers:
+one that speaks first, one that resets, one that sends garbage, STARTTLS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pexpect
+import pytest
+
+from .conftest import STARTED, Served, linechat_command, require_tool
+
+SEED_INPUT = b"Hello!\nThis is a line.\nThis is another.\n.\n"
+SEED_OUTPUT = b"You sent: Hello!\nYou sent: This is a line.\nYou sent: This is another.\n"
+SEED_SERVER = Path(__file__).with_name("seed_server.py")
+
+
+def run_connect(
+    *args: str, input: bytes = b"", timeout: float = 30, stdin: IO[bytes] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `linechat connect ARGS` with ``input`` (a pipe) or ``stdin`` (a file) on stdin."""
+    command = linechat_command("connect", *args)
+    if stdin is not None:
+        return subprocess.run(command, stdin=stdin, capture_output=True, timeout=timeout)
+    return subprocess.run(command, input=input, capture_output=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- scripted one-connection servers -------------------------------------------
+
+
+class Conn:
+    """The server's side of one connection, line by line (unbuffered: TLS can follow)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock: socket.socket = sock
+        sock.settimeout(10)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        data = b""
+        while not data.endswith(b"\n") and len(data) < 65536:
+            byte = self.sock.recv(1)
+            if not byte:
+                break
+            data += byte
+        return data
+
+    def until_eof(self) -> bytes:
+        data = b""
+        while len(data) < 1 << 20:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+class Peer:
+    """A one-connection server on loopback running ``script`` in a thread."""
+
+    def __init__(self, script: Callable[[Conn], None]) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(20)
+        self.port: int = self.listener.getsockname()[1]
+        self.script = script
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+            with sock:
+                self.script(Conn(sock))
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.listener.close()
+
+    def join(self) -> None:
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "the scripted server did not finish"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[[Callable[[Conn], None]], Peer]]:
+    peers: list[Peer] = []
+
+    def start(script: Callable[[Conn], None]) -> Peer:
+        peers.append(Peer(script))
+        return peers[-1]
+
+    yield start
+    for item in peers:
+        item.listener.close()
+        item.thread.join(20)
+
+
+# -- pipe mode: the seed's transcripts -------------------------------------------
+
+
+def test_seed_transcript_against_linechat_serve(serve: Callable[..., Served]) -> None:
+    served = serve()
+    result = run_connect(served.host, str(served.port), input=SEED_INPUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == SEED_OUTPUT
+    assert result.stderr == b""
+
+
+def test_seed_transcript_against_the_seed_server(tmp_path: Path) -> None:
+    log = tmp_path / "seed.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, str(SEED_SERVER), "--port", "0"], stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while not (match := STARTED.search(log.read_bytes())) and time.monotonic() < deadline:
+            assert server.poll() is None, log.read_text()
+            time.sleep(0.05)
+        assert match, log.read_text()
+        result = run_connect("127.0.0.1", match.group(2).decode(), input=SEED_INPUT)
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == SEED_OUTPUT
+
+
+def test_stdin_from_a_file_many_lines(serve: Callable[..., Served], tmp_path: Path) -> None:
+    served = serve()
+    lines = [f"line {i}".encode() for i in range(100_000)]
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"".join(line + b"\n" for line in lines) + b".\n")
+    with source.open("rb") as stdin:
+        result = run_connect(served.host, str(served.port), stdin=stdin, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"".join(b"You sent: " + line + b"\n" for line in lines)
+
+
+def test_stdin_from_a_pipe_many_lines(serve: Callable[..., Served]) -> None:
+    served = serve()
+    lines = [f"{i} ".encode() * 20 for i in range(20_000)]
+    data = b"".join(line + b"\n" for line in lines)
+    result = run_connect(served.host, str(served.port), input=data, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"".join(b"You sent: " + line + b"\n" for line in lines)
+
+
+def test_unix_socket(serve: Callable[..., Served], tmp_path: Path) -> None:
+    path = str(tmp_path / "echo.sock")
+    serve("--unix", path, host=None)
+    result = run_connect("--unix", path, input=b"over unix\n.\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"You sent: over unix\n"
+
+
+def test_line_ends_crlf_by_default_lf_on_request(
+    peer: Callable[[Callable[[Conn], None]], Peer],
+) -> None:
+    got: list[bytes] = []
+    for flags, expected in (([], b"a\r\nb\r\nc\r\n"), (["--lf"], b"a\nb\nc\n")):
+        got.clear()
+        server = peer(lambda conn: got.append(conn.until_eof()))
+        result = run_connect("127.0.0.1", str(server.port), *flags, input=b"a\nb\r\nc")
+        server.join()
+        assert result.returncode == 0, result.stderr
+        assert got == [expected]
+
+
+def test_server_speaks_first_several_lines(
+    peer: Callable[[Callable[[Conn], None]], Peer],
+) -> None:
+    def script(conn: Conn) -> None:
+        conn.send(b"+OK hello\r\n+OK two\r\n+OK three\r\n")
+        assert conn.line() == b"QUIT\r\n"
+        assert conn.until_eof() == b""
+        conn.send(b"+OK bye\r\n")
+
+    server = peer(script)
+    result = run_connect("127.0.0.1", str(server.port), input=b"QUIT\n")
+    server.join()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"+OK hello\n+OK two\n+OK three\n+OK bye\n"
+
+
+def test_wait_bounds_a_server_that_never_closes(
+    peer: Callable[[Callable[[Conn], None]], Peer],
+) -> None:
+    done = threading.Event()
+
+    def script(conn: Conn) -> None:
+        conn.send(b"hi\r\n")
+        conn.until_eof()
+        done.wait(15)  # never closes on its own
+
+    server = peer(script)
+    started = time.monotonic()
+    result = run_connect("127.0.0.1", str(server.port), "--wait", "0.5")
+    elapsed = time.monotonic() - started
+    done.set()
+    server.join()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"hi\n"
+    assert b"no answer for 0.5 s" in result.stderr
+    assert elapsed < 10
+
+
+def test_transcript_log(serve: Callable[..., Served], tmp_path: Path) -> None:
+    served = serve()
+    log = tmp_path / "session.log"
+    result = run_connect(served.host, str(served.port), "--log", str(log), input=SEED_INPUT)
+    assert result.returncode == 0, result.stderr
+    text = log.read_text()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d"
+    for pattern in (
+        rf"{stamp} \* connected to 127\.0\.0\.1:\d+",
+        rf"{stamp} > Hello!",
+        rf"{stamp} < You sent: Hello!",
+        rf"{stamp} > \.",
+        rf"{stamp} \* end: the server closed the connection",
+    ):
+        assert re.search(pattern, text), (pattern, text)
+
+
+# -- pipe mode: failures -----------------------------------------------------------
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[bytes], *words: str) -> None:
+    stderr = result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    for word in words:
+        assert word in stderr, stderr
+
+
+def test_connection_refused() -> None:
+    result = run_connect("127.0.0.1", str(free_port()), input=b"hello\n")
+    assert result.returncode == 1
+    assert_one_clear_line(result, "cannot connect to 127.0.0.1:", "connection refused")
+
+
+def test_server_reset_mid_exchange(peer: Callable[[Callable[[Conn], None]], Peer]) -> None:
+    def script(conn: Conn) -> None:
+        assert conn.line() == b"hello\r\n"
+        conn.send(b"answer\r\n")
+        time.sleep(0.3)
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    server = peer(script)
+    process = subprocess.Popen(
+        linechat_command("connect", "127.0.0.1", str(server.port)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(b"hello\n")
+        process.stdin.flush()  # and stdin stays open: the exchange is not over
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        stop(process)
+    server.join()
+    assert process.returncode == 1
+    assert stdout == b"answer\n"
+    result = subprocess.CompletedProcess(process.args, 1, stdout, stderr)
+    assert_one_clear_line(result, "connection to 127.0.0.1:", "reset")
+
+
+def test_binary_garbage_from_the_server(peer: Callable[[Callable[[Conn], None]], Peer]) -> None:
+    garbage = bytes(range(256)) * 3 + b"\r\n\x1b[2J\xff\xfe\xc3\x28\r\nno line end"
+
+    def script(conn: Conn) -> None:
+        conn.send(garbage)
+
+    server = peer(script)
+    result = run_connect("127.0.0.1", str(server.port))
+    server.join()
+    assert result.returncode == 0, result.stderr
+    # Not a terminal: lines come out as sent, each ended by LF.
+    assert result.stdout == garbage.replace(b"\r\n", b"\n") + b"\n"
+
+
+def test_line_ends_split_across_packets(peer: Callable[[Callable[[Conn], None]], Peer]) -> None:
+    def script(conn: Conn) -> None:
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for part in (b"ab\r", b"\ncd\r\n", b"bare lf\n", b"lone\rcr\r\n", b"ef"):
+            conn.send(part)
+            time.sleep(0.05)
+
+    server = peer(script)
+    result = run_connect("127.0.0.1", str(server.port))
+    server.join()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"ab\ncd\nbare lf\nlone\rcr\nef\n"
+
+
+def test_pipe_mode_escapes_when_stdout_is_a_terminal(
+    peer: Callable[[Callable[[Conn], None]], Peer],
+) -> None:
+    def script(conn: Conn) -> None:
+        conn.send(b"\x1b[2Jcleared?\x07\r\n")
+        conn.until_eof()
+
+    server = peer(script)
+    command = " ".join(linechat_command("connect", "127.0.0.1", str(server.port)))
+    child = pexpect.spawn("sh", ["-c", f"printf 'hi\\n' | {command}"], timeout=10)
+    try:
+        child.expect(pexpect.EOF)
+        output = child.before
+    finally:
+        child.close(force=True)
+    server.join()
+    assert b"\\e[2Jcleared?\\x07" in output
+    assert b"\x1b[2J" not in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--unix", "/tmp/x.sock", "example.org"], "--unix"),
+        (["--insecure"], "needs --tls"),
+        (["--key", "k.pem", "--tls"], "--key needs --cert"),
+        (["--tls", "--starttls", "smtp"], "exclude each other"),
+        (["--tls", "--cafile", "/nonexistent/ca.pem"], "cannot load TLS files"),
+        (["localhost", "70000"], "port must be 0-65535"),
+        (["--starttls", "ftp"], "invalid choice"),
+        (["--wait", "-1"], ">= 0"),
+    ],
+)
+def test_bad_usage(args: list[str], message: str) -> None:
+    result = run_connect(*args)
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
+# -- real servers no one here wrote ------------------------------------------------
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[int]:
+    redis_server = require_tool("redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(redis_server, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, process)
+        yield port
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def memcached() -> Iterator[int]:
+    memcached_bin = require_tool("memcached")
+    port = free_port()
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    process = subprocess.Popen(
+        [memcached_bin, "-p", str(port), "-U", "0", "-l", "127.0.0.1", *user],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, process)
+        yield port
+    finally:
+        stop(process)
+
+
+def test_redis_inline_commands(redis: int) -> None:
+    result = run_connect(
+        "127.0.0.1", str(redis), input=b"PING\nSET greeting hello\nGET greeting\nQUIT\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"+PONG\n+OK\n$5\nhello\n+OK\n"
+
+
+def test_memcached_counted_payload(memcached: int) -> None:
+    result = run_connect(
+        "127.0.0.1", str(memcached), input=b"version\nset k 0 0 5\nhello\nget k\nquit\n"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split(b"\n")
+    assert lines[0].startswith(b"VERSION ")
+    assert lines[1:] == [b"STORED", b"VALUE k 0 5", b"hello", b"END", b""]
+
+
+# -- TLS -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s_server(certificate: tuple[Path, Path]) -> Iterator[Callable[..., int]]:
+    """``openssl s_server -rev`` (answers each line reversed) for one connection."""
+    openssl = require_tool("openssl")
+    cert, key = certificate
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*extra: str) -> int:
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                *(openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-rev", "-naccept", "1"),
+                *("-cert", str(cert), "-key", str(key), *extra),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        wait_port_listening(port, process)
+        return port
+
+    yield start
+    for process in processes:
+        stop(process)
+
+
+def wait_port_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Wait for a listener without connecting to it (s_server takes one connection)."""
+    deadline = time.monotonic() + 10
+    pattern = f"127.0.0.1:{port} "
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited"
+        with open("/proc/net/tcp") as table:
+            hexport = f":{port:04X} "
+            if any(hexport in row and row.split()[3] == "0A" for row in table):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {pattern}")
+
+
+def test_tls_against_openssl_s_server(
+    s_server: Callable[..., int], certificate: tuple[Path, Path]
+) -> None:
+    port = s_server()
+    cert, _ = certificate
+    result = run_connect(
+        "127.0.0.1", str(port), "--tls", "--cafile", str(cert), "--wait", "1",
+        input=b"hello\nTLS works\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"olleh\nskrow SLT\n"
+
+
+def test_tls_client_certificate_and_sni(
+    s_server: Callable[..., int], certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    port = s_server("-Verify", "1", "-CAfile", str(cert))
+    result = run_connect(
+        "127.0.0.1", str(port), "--tls", "--cafile", str(cert), "--sni", "localhost",
+        "--cert", str(cert), "--key", str(key), "--wait", "1", input=b"abc\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"cba\n"
+
+
+def test_tls_unverified_certificate_fails(s_server: Callable[..., int]) -> None:
+    port = s_server()
+    result = run_connect("127.0.0.1", str(port), "--tls", input=b"hello\n")
+    assert result.returncode == 1
+    assert_one_clear_line(result, "cannot connect", "certificate verif")
+
+
+def test_tls_insecure(s_server: Callable[..., int]) -> None:
+    port = s_server()
+    result = run_connect(
+        "127.0.0.1", str(port), "--tls", "--insecure", "--wait", "1", input=b"hello\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"olleh\n"
+
+
+def test_tls_to_a_plaintext_server_fails(serve: Callable[..., Served]) -> None:
+    served = serve()
+    result = run_connect(served.host, str(served.port), "--tls", "--insecure", input=b"x\n")
+    assert result.returncode == 1
+    assert_one_clear_line(result, "cannot connect")
+
+
+STARTTLS_DIALOGUES = {
+    # protocol: (greeting, [(expected command prefix, answer)])
+    "smtp": (
+        b"220-test.example ESMTP\r\n220 ready\r\n",
+        [(b"EHLO ", b"250-test.example\r\n250 STARTTLS\r\n"), (b"STARTTLS", b"220 go ahead\r\n")],
+    ),
+    "pop3": (b"+OK POP3 ready\r\n", [(b"STLS", b"+OK begin TLS\r\n")]),
+    "imap": (
+        b"* OK IMAP4rev1 ready\r\n",
+        [(b"a1 STARTTLS", b"* an untagged line\r\na1 OK begin TLS\r\n")],
+    ),
+    "plain": (b"", [(b"STARTTLS", b"OK\r\n")]),
+}
+
+
+def starttls_script(
+    kind: str, certificate: tuple[Path, Path], inject: bytes = b""
+) -> Callable[[Conn], None]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    greeting, steps = STARTTLS_DIALOGUES[kind]
+
+    def script(conn: Conn) -> None:
+        conn.send(greeting)
+        for index, (expected, answer) in enumerate(steps, 1):
+            assert conn.line().startswith(expected)
+            # With ``inject``: plaintext in the same packet as the go-ahead.
+            conn.send(answer + inject if index == len(steps) else answer)
+        if inject:
+            conn.until_eof()
+            return
+        tls = context.wrap_socket(conn.sock, server_side=True)
+        over = Conn(tls)
+        line = over.line()
+        over.send(b"over TLS: " + line)
+
+    return script
+
+
+@pytest.mark.parametrize("kind", sorted(STARTTLS_DIALOGUES))
+def test_starttls(
+    kind: str, peer: Callable[[Callable[[Conn], None]], Peer], certificate: tuple[Path, Path]
+) -> None:
+    server = peer(starttls_script(kind, certificate))
+    result = run_connect(
+        "127.0.0.1", str(server.port), "--starttls", kind, "--cafile", str(certificate[0]),
+        "--wait", "2", input=b"secret\n",
+    )  # fmt: skip
+    server.join()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"over TLS: secret\n"
+
+
+def test_starttls_refuses_plaintext_injection(
+    peer: Callable[[Callable[[Conn], None]], Peer], certificate: tuple[Path, Path]
+) -> None:
+    server = peer(starttls_script("smtp", certificate, inject=b"250 injected\r\n"))
+    result = run_connect(
+        "127.0.0.1", str(server.port), "--starttls", "smtp", "--cafile", str(certificate[0]),
+        input=b"secret\n",
+    )  # fmt: skip
+    server.join()
+    assert result.returncode == 1
+    assert_one_clear_line(result, "before the TLS handshake")
+    assert result.stdout == b""
+
+
+def test_starttls_refused_by_the_server(
+    peer: Callable[[Callable[[Conn], None]], Peer], certificate: tuple[Path, Path]
+) -> None:
+    def script(conn: Conn) -> None:
+        conn.send(b"+OK POP3 ready\r\n")
+        conn.line()
+        conn.send(b"-ERR no TLS here\r\n")
+        conn.until_eof()
+
+    server = peer(script)
+    result = run_connect(
+        "127.0.0.1", str(server.port), "--starttls", "pop3", "--cafile", str(certificate[0])
+    )
+    server.join()
+    assert result.returncode == 1
+    assert_one_clear_line(result, "-ERR no TLS here")
+
+
+# -- TTY mode, in a real pty -----------------------------------------------------------
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
+def spawn(home: Path, *args: str, **env: str) -> pexpect.spawn:
+    environment = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(home / "state"),
+        "TERM": "xterm-256color",
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+        **env,
+    }
+    if "NO_COLOR" not in env:
+        environment.pop("NO_COLOR", None)
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "linechat", "connect", *args],
+        env=environment,
+        timeout=10,
+        dimensions=(40, 200),
+    )
+
+
+def finish(child: pexpect.spawn) -> int:
+    child.expect(pexpect.EOF)
+    child.close()
+    status: int = child.exitstatus
+    return status
+
+
+def test_tty_seed_session(serve: Callable[..., Served], home: Path) -> None:
+    served = serve()
+    child = spawn(home, served.host, str(served.port))
+    try:
+        child.expect("connected to 127.0.0.1:")
+        for line in ("Hello!", "This is a line.", "This is another."):
+            child.sendline(line)
+            child.expect(re.escape(f"You sent: {line}"))
+        child.sendline(".")
+        child.expect("connection closed by the server")
+        assert finish(child) == 0
+    finally:
+        child.close(force=True)
+
+
+def test_tty_server_line_arrives_while_typing(
+    peer: Callable[[Callable[[Conn], None]], Peer], home: Path
+) -> None:
+    typed = threading.Event()
+    got: list[bytes] = []
+
+    def script(conn: Conn) -> None:
+        assert typed.wait(15)
+        time.sleep(0.3)
+        conn.send(b"* a line from the server\r\n")
+        got.append(conn.line())
+        conn.send(b"done\r\n")
+
+    server = peer(script)
+    child = spawn(home, "127.0.0.1", str(server.port), "--no-history")
+    try:
+        child.expect("connected to")
+        child.send("half typed")
+        child.expect("half typed")
+        typed.set()
+        child.expect(re.escape("* a line from the server"))
+        child.expect("half typed")  # the prompt is drawn again below, text intact
+        child.send(" and finished\r")
+        child.expect("done")
+        child.expect("connection closed by the server")
+        assert finish(child) == 0
+    finally:
+        child.close(force=True)
+    server.join()
+    assert got == [b"half typed and finished\r\n"]
+
+
+def test_tty_history_is_kept_across_runs(serve: Callable[..., Served], home: Path) -> None:
+    served = serve()
+    child = spawn(home, served.host, str(served.port))
+    try:
+        child.expect("connected to")
+        child.sendline("remember me")
+        child.expect("You sent: remember me")
+        child.sendline(".")
+        assert finish(child) == 0
+    finally:
+        child.close(force=True)
+    assert "remember me" in (home / "state" / "linechat" / "history").read_text()
+
+    child = spawn(home, served.host, str(served.port))
+    try:
+        child.expect("connected to")
+        child.send("\x1b[A")  # up arrow: the last line of the last run (".")
+        child.send("\x1b[A")  # and the one before
+        child.expect("remember me")
+        child.send("\r")
+        child.expect("You sent: remember me")
+        child.send("\x03")
+        finish(child)
+    finally:
+        child.close(force=True)
+
+
+def test_tty_no_history(serve: Callable[..., Served], home: Path) -> None:
+    served = serve()
+    child = spawn(home, served.host, str(served.port), "--no-history")
+    try:
+        child.expect("connected to")
+        child.sendline("forget me")
+        child.expect("You sent: forget me")
+        child.sendline(".")
+        assert finish(child) == 0
+    finally:
+        child.close(force=True)
+    assert not (home / "state" / "linechat" / "history").exists()
+
+
+def test_tty_ctrl_d_closes_our_side_and_waits(
+    peer: Callable[[Callable[[Conn], None]], Peer], home: Path
+) -> None:
+    def script(conn: Conn) -> None:
+        assert conn.line() == b"one\r\n"
+        conn.send(b"got one\r\n")
+        assert conn.until_eof() == b""
+        time.sleep(0.5)
+        conn.send(b"goodbye after your end\r\n")
+
+    server = peer(script)
+    child = spawn(home, "127.0.0.1", str(server.port))
+    try:
+        child.expect("connected to")
+        child.sendline("one")
+        child.expect("got one")
+        child.send("\x04")
+        child.expect("goodbye after your end")
+        assert finish(child) == 0
+    finally:
+        child.close(force=True)
+    server.join()
+
+
+def test_tty_ctrl_c_quits_at_once(serve: Callable[..., Served], home: Path) -> None:
+    served = serve()
+    child = spawn(home, served.host, str(served.port))
+    try:
+        child.expect("connected to")
+        child.send("typing something")
+        child.expect("typing something")
+        started = time.monotonic()
+        child.send("\x03")
+        assert finish(child) == 130
+        assert time.monotonic() - started < 5
+    finally:
+        child.close(force=True)
+
+
+def test_tty_received_garbage_is_escaped(
+    peer: Callable[[Callable[[Conn], None]], Peer], home: Path
+) -> None:
+    def script(conn: Conn) -> None:
+        conn.send(b"\x1b]0;pwned\x07title \x1b[2J clear \xff\xfe bad\tend\r\n")
+        conn.until_eof()
+
+    server = peer(script)
+    child = spawn(home, "127.0.0.1", str(server.port), NO_COLOR="1")
+    try:
+        child.expect("connected to")
+        # Each escape is a run of its own (in reverse video), between plain runs.
+        for part in (
+            r"\e",
+            "]0;pwned",
+            r"\x07",
+            "title ",
+            r"\e",
+            "[2J clear ",
+            r"\xff\xfe",
+            " bad",
+        ):
+            child.expect(re.escape(part))
+        screen = child.before + child.after
+        assert b"\x1b]0;pwned" not in screen and b"\x1b[2J" not in screen
+        child.send("\x04")
+        assert finish(child) == 0
+    finally:
+        child.close(force=True)
+    server.join()
+
+
+def test_tty_colour_and_no_color(serve: Callable[..., Served], home: Path) -> None:
+    served = serve()
+    outputs = {}
+    for name, env in (("colour", {}), ("plain", {"NO_COLOR": "1"})):
+        child = spawn(home, served.host, str(served.port), "--no-history", **env)
+        try:
+            child.expect("connected to")
+            child.sendline("hi")
+            child.expect("You sent: hi")
+            child.sendline(".")
+            child.expect(pexpect.EOF)
+            outputs[name] = child.before
+        finally:
+            child.close(force=True)
+    green = re.compile(rb"\x1b\[[0-9;]*3[2]m")  # ANSI green: what the user sent
+    assert green.search(outputs["colour"])
+    assert not green.search(outputs["plain"])
