@@ -1,0 +1,670 @@
+"""Echo-server benchmark driver: linechat against the alternatives, side by side.
+
+Every server runs as a subprocess pinned to one CPU (``taskset -c 0``) and the C
+load generator ``bench/bin/loadgen`` runs pinned to another (``taskset -c 1``).
+Each run starts a fresh server, waits until its port accepts, runs one scenario
+and stops the server by its PID. Every reply is checked byte for byte by the
+load generator; a wrong byte fails that cell.
+
+Reported per cell (median over ``--runs``): round trips/s, p50/p99 latency from
+send to reply, server CPU use over the measured window (utime+stime from
+``/proc/PID/stat``), round trips per server CPU-second and server CPU µs per
+round trip; and, for the idle scenario, the growth of the server's VmRSS per
+idle connection.
+
+    .venv/bin/python bench/echo/run.py --quick
+    .venv/bin/python bench/echo/run.py --markdown bench/echo/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+BIN = REPO / "bench" / "bin"
+LOADGEN = BIN / "loadgen"
+CECHO = BIN / "cecho"
+VENV_BIN = REPO / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+LINECHAT = str(VENV_BIN / "linechat")
+SERVERS_DIR = HERE / "servers"
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    command: Callable[[int], list[str]]
+    what: str
+
+
+def _linechat(*extra: str) -> Callable[[int], list[str]]:
+    def command(port: int) -> list[str]:
+        return [
+            LINECHAT,
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            *extra,
+            "--idle-timeout",
+            "0",
+            "--max-connections",
+            "20000",
+        ]
+
+    return command
+
+
+def _script(name: str, *extra: str) -> Callable[[int], list[str]]:
+    def command(port: int) -> list[str]:
+        return [PYTHON, str(SERVERS_DIR / name), "--port", str(port), *extra]
+
+    return command
+
+
+def _cecho(port: int) -> list[str]:
+    return [str(CECHO), "--host", HOST, "--port", str(port)]
+
+
+SERVERS = [
+    Server("linechat-asyncio", _linechat("--loop", "asyncio"), "linechat serve, asyncio loop"),
+    Server("linechat-uvloop", _linechat("--loop", "uvloop"), "linechat serve, uvloop"),
+    Server(
+        "linechat-stream",
+        _linechat("--loop", "asyncio", "--layer", "stream"),
+        "linechat serve, stream layer, asyncio loop",
+    ),
+    Server("seed", _script("seed_server.py"), "the seed's ChatProtocol algorithm, asyncio"),
+    Server(
+        "asyncio-streams",
+        _script("streams_server.py"),
+        "asyncio streams: readuntil + write + drain per line",
+    ),
+    Server("twisted", _script("twisted_server.py"), "Twisted LineReceiver, epoll reactor"),
+    Server(
+        "bare-asyncio",
+        _script("bare_server.py", "--loop", "asyncio"),
+        "bare Protocol, one split and one write per chunk (Python floor), asyncio",
+    ),
+    Server(
+        "bare-uvloop",
+        _script("bare_server.py", "--loop", "uvloop"),
+        "the same bare Protocol on uvloop",
+    ),
+    Server("c-reference", _cecho, "C epoll echo server, one thread (machine limit)"),
+]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    conns: int
+    pipeline: int
+    size: int
+    idle: bool = False
+
+
+SCENARIOS = [
+    Scenario("1x1", "1 connection x 1 line in flight, 32-byte lines", 1, 1, 32),
+    Scenario("100x1", "100 connections x 1 line in flight, 32-byte lines", 100, 1, 32),
+    Scenario(
+        "100x16", "100 connections x 16 lines in flight (pipelined), 32-byte lines", 100, 16, 32
+    ),
+    Scenario("1000x1", "1,000 connections x 1 line in flight, 32-byte lines", 1000, 1, 32),
+    Scenario("10x16-4k", "10 connections x 16 lines in flight, 4 KiB lines", 10, 16, 4096),
+    Scenario("idle-10k", "memory per idle connection", 10000, 1, 32, idle=True),
+]
+QUICK_SCENARIOS = ["1x1", "100x16", "10x16-4k", "idle-10k"]
+
+
+class BenchError(Exception):
+    """One run failed; the message says why."""
+
+
+@dataclass
+class Cell:
+    """All runs of one (server, scenario)."""
+
+    results: list[dict[str, float]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def median(self, key: str) -> float | None:
+        values = [r[key] for r in self.results if key in r]
+        return statistics.median(values) if values else None
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def raise_nofile() -> None:
+    """The shell's ``ulimit -n``, raised to the hard limit; children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds, from /proc/PID/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent busy on the whole machine (all CPUs), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def vmrss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+@contextlib.contextmanager
+def watchdog(proc: subprocess.Popen[str], seconds: float) -> Iterator[None]:
+    """Kill ``proc`` (by its PID) if it outlives ``seconds``."""
+    timer = threading.Timer(seconds, proc.kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+class RunningServer:
+    def __init__(self, server: Server, cpu: int, logdir: Path) -> None:
+        self.server = server
+        self.port = free_port()
+        self.log_path = logdir / f"{server.name}-{self.port}.log"
+        self.argv = ["taskset", "-c", str(cpu), *server.command(self.port)]
+        self._log: IO[bytes] = self.log_path.open("wb")
+        try:
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise BenchError(f"cannot start {shlex.join(self.argv)}: {exc}") from exc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                raise BenchError(
+                    f"exited with status {code} before accepting: {tail(self.log_path)}"
+                )
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.settimeout(0.5)
+                try:
+                    s.connect((HOST, self.port))
+                except OSError:
+                    time.sleep(0.05)
+                    continue
+                return
+        raise BenchError(f"port {self.port} did not accept within {timeout:.0f} s")
+
+    def check_alive(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            raise BenchError(f"server exited with status {code}: {tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
+
+
+def loadgen_argv(cpu: int, *args: str) -> list[str]:
+    return ["taskset", "-c", str(cpu), str(LOADGEN), *args]
+
+
+def run_load(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict[str, float]:
+    argv = loadgen_argv(
+        opts.loadgen_cpu,
+        "--port",
+        str(srv.port),
+        "-c",
+        str(sc.conns),
+        "-P",
+        str(sc.pipeline),
+        "-s",
+        str(sc.size),
+        "-d",
+        str(opts.duration),
+        "-w",
+        str(opts.warmup),
+        "-j",
+        str(opts.loadgen_procs),
+        "--connect-timeout",
+        "30",
+        "--drain-timeout",
+        "10",
+    )
+    bound = 30 + opts.warmup + opts.duration + 10 + 15
+    cpu0 = cpu1 = None
+    t0 = t1 = busy0 = busy1 = 0.0
+    result: dict[str, Any] | None = None
+    with (
+        tempfile.TemporaryFile("w+") as err,
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True) as proc,
+        watchdog(proc, bound),
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            event = msg.get("event")
+            if event == "measure_start":
+                cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+                busy0 = machine_busy_seconds()
+            elif event == "measure_end":
+                cpu1, t1 = cpu_seconds(srv.pid), time.monotonic()
+                busy1 = machine_busy_seconds()
+            elif msg.get("mode") == "load":
+                result = msg
+        code = proc.wait()
+        err.seek(0)
+        stderr = err.read().strip()
+    if code != 0 or result is None:
+        srv_note = ""
+        if srv.proc.poll() is not None:
+            srv_note = f"; server exited: {tail(srv.log_path)}"
+        raise BenchError(f"loadgen exit status {code}: {stderr[-1500:]}{srv_note}")
+    if cpu0 is None or cpu1 is None:
+        raise BenchError("loadgen did not report the measured window")
+    rts = float(result["round_trips"])
+    cpu = cpu1 - cpu0
+    loadgen_cpu = float(result.get("cpu_s", 0.0))
+    # Whatever else ran on the machine meanwhile (other users, the kernel's own work).
+    other = max(0.0, (busy1 - busy0) - cpu - loadgen_cpu)
+    return {
+        "round_trips": rts,
+        "seconds": float(result["seconds"]),
+        "rt_per_s": float(result["round_trips_per_s"]),
+        "p50_us": float(result["p50_us"]),
+        "p99_us": float(result["p99_us"]),
+        "server_cpu_s": cpu,
+        "loadgen_cpu_pct": 100.0 * loadgen_cpu / float(result["seconds"]),
+        "other_cpu_pct": 100.0 * other / (t1 - t0) if t1 > t0 else 0.0,
+        "server_cpu_pct": 100.0 * cpu / (t1 - t0) if t1 > t0 else 0.0,
+        "rt_per_cpu_s": rts / cpu if cpu > 0 else float("inf"),
+        "cpu_us_per_rt": 1e6 * cpu / rts if rts else 0.0,
+    }
+
+
+def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict[str, float]:
+    n = opts.idle_conns
+    time.sleep(0.3)
+    before = vmrss_kib(srv.pid)
+    argv = loadgen_argv(
+        opts.loadgen_cpu,
+        "--idle",
+        "--port",
+        str(srv.port),
+        "-c",
+        str(n),
+        "-j",
+        str(opts.loadgen_procs),
+        "--hold",
+        "120",
+        "--connect-timeout",
+        "60",
+    )
+    with (
+        tempfile.TemporaryFile("w+") as err,
+        subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
+        ) as proc,
+        watchdog(proc, 60 + 120 + 30),
+    ):
+        assert proc.stdout is not None and proc.stdin is not None
+        ready = proc.stdout.readline()
+        after = None
+        establish = 0.0
+        if ready:
+            establish = float(json.loads(ready).get("establish_s", 0.0))
+            time.sleep(1.0)
+            srv.check_alive()
+            after = vmrss_kib(srv.pid)
+        proc.stdin.close()  # releases the connections
+        code = proc.wait()
+        err.seek(0)
+        stderr = err.read().strip()
+    if code != 0 or after is None:
+        raise BenchError(f"loadgen --idle exit status {code}: {stderr[-1500:]}")
+    return {
+        "rss_before_kib": float(before),
+        "rss_after_kib": float(after),
+        "kib_per_conn": (after - before) / n,
+        "establish_s": establish,
+    }
+
+
+def build_tools() -> None:
+    try:
+        proc = subprocess.run(
+            ["make", "-s", "-C", str(REPO), "bench-tools"], capture_output=True, text=True
+        )
+    except OSError as exc:
+        raise SystemExit(f"cannot run make to build the C tools: {exc}") from exc
+    if proc.returncode != 0 or not LOADGEN.exists() or not CECHO.exists():
+        raise SystemExit(f"building the C tools failed:\n{proc.stdout}{proc.stderr}")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = [f"Python {platform.python_version()}"]
+    for dist in ("uvloop", "twisted"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            versions.append(f"{dist} {version(dist)}")
+    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}; " + ", ".join(versions)
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if value == float("inf"):
+        return "inf"
+    return f"{value:,.{digits}f}"
+
+
+def report(
+    cells: dict[tuple[str, str], Cell],
+    servers: list[Server],
+    scenarios: list[Scenario],
+    skipped: dict[str, str],
+    opts: argparse.Namespace,
+    command: str,
+) -> str:
+    out: list[str] = []
+    load = [sc for sc in scenarios if not sc.idle]
+    idle = [sc for sc in scenarios if sc.idle]
+    out.append("# Echo server benchmark")
+    out.append("")
+    out.append(f"Command: `{command}`  ")
+    out.append(f"Date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  ")
+    out.append(f"Machine: {machine()}  ")
+    out.append(
+        f"Server pinned to CPU {opts.server_cpu}, load generator to CPU {opts.loadgen_cpu} "
+        f"({opts.loadgen_procs} process); {opts.runs} run(s) per cell, median shown; "
+        f"{opts.warmup:g} s warm-up + {opts.duration:g} s measured per run; "
+        "a fresh server per run; every reply checked byte for byte. "
+        "CPU % is of one CPU; when the load generator's CPU is near 100 % it, not the "
+        "server, limits round trips/s: compare servers by server CPU µs per round trip. "
+        "*Other CPU %* is the rest of the machine's busy time in the window (kernel "
+        "network work not charged to either process, and anything else running): a high "
+        "value means the cell was disturbed."
+    )
+    out.append("")
+
+    def cell(server: Server, sc: Scenario) -> Cell | None:
+        return cells.get((server.name, sc.name))
+
+    shown = [s for s in servers if s.name not in skipped]
+    if load or idle:
+        out.append("## Summary")
+        out.append("")
+        head = ["server"] + [f"{sc.name} RT/s" for sc in load]
+        head += [f"{sc.name} KiB/conn" for sc in idle]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for s in shown:
+            row = [s.name]
+            for sc in load:
+                c = cell(s, sc)
+                row.append(_value(c, "rt_per_s", 0))
+            for sc in idle:
+                c = cell(s, sc)
+                row.append(_value(c, "kib_per_conn", 2))
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+
+    for sc in load:
+        out.append(f"## {sc.name}: {sc.title}")
+        out.append("")
+        out.append(
+            "| server | round trips/s | p50 µs | p99 µs | server CPU % | loadgen CPU % "
+            "| other CPU % | RT per server CPU-s | server CPU µs/RT |"
+        )
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in shown:
+            c = cell(s, sc)
+            out.append(
+                f"| {s.name} | {_value(c, 'rt_per_s', 0)} | {_value(c, 'p50_us', 0)} "
+                f"| {_value(c, 'p99_us', 0)} | {_value(c, 'server_cpu_pct', 0)} "
+                f"| {_value(c, 'loadgen_cpu_pct', 0)} | {_value(c, 'other_cpu_pct', 0)} "
+                f"| {_value(c, 'rt_per_cpu_s', 0)} | {_value(c, 'cpu_us_per_rt', 2)} |"
+            )
+        out.append("")
+
+    for sc in idle:
+        out.append(f"## {sc.name}: {sc.title} ({opts.idle_conns:,} connections)")
+        out.append("")
+        out.append(
+            "Server VmRSS before and after opening the connections (each does one "
+            "round trip, then stays idle); kernel socket memory is not in VmRSS."
+        )
+        out.append("")
+        out.append("| server | RSS before MiB | RSS after MiB | KiB per idle conn | connect s |")
+        out.append("|---|---:|---:|---:|---:|")
+        for s in shown:
+            c = cell(s, sc)
+            before = c.median("rss_before_kib") if c else None
+            after = c.median("rss_after_kib") if c else None
+            out.append(
+                f"| {s.name} | {fmt(before / 1024 if before is not None else None, 1)} "
+                f"| {fmt(after / 1024 if after is not None else None, 1)} "
+                f"| {_value(c, 'kib_per_conn', 2)} | {_value(c, 'establish_s', 2)} |"
+            )
+        out.append("")
+
+    out.append("Servers:")
+    out.append("")
+    for s in servers:
+        note = f" — **skipped**: {skipped[s.name]}" if s.name in skipped else ""
+        out.append(f"- `{s.name}`: {s.what}{note}")
+    errors = [f"- {name} / {scn}: {err}" for (name, scn), c in cells.items() for err in c.errors]
+    if errors:
+        out.append("")
+        out.append("Failed runs:")
+        out.append("")
+        out.extend(errors)
+    out.append("")
+    return "\n".join(out)
+
+
+def _value(c: Cell | None, key: str, digits: int) -> str:
+    if c is None:
+        return "-"
+    if not c.results:
+        return "FAIL" if c.errors else "-"
+    text = fmt(c.median(key), digits)
+    if c.errors:
+        text += f" ({len(c.errors)} failed)"
+    return text
+
+
+def run_cell(
+    server: Server,
+    sc: Scenario,
+    c: Cell,
+    raw: list[dict[str, Any]],
+    opts: argparse.Namespace,
+    logdir: Path,
+) -> str | None:
+    """All runs of one cell, each on a fresh server; a reason if the server won't start."""
+    for run in range(opts.runs):
+        label = f"{server.name} / {sc.name} / run {run + 1}/{opts.runs}"
+        try:
+            srv = RunningServer(server, opts.server_cpu, logdir)
+        except BenchError as exc:
+            return str(exc)
+        try:
+            try:
+                srv.wait_ready()
+            except BenchError as exc:
+                return f"`{shlex.join(srv.argv[3:])}` {exc}"
+            try:
+                result = run_idle(srv, sc, opts) if sc.idle else run_load(srv, sc, opts)
+            except BenchError as exc:
+                c.errors.append(str(exc).replace("\n", " "))
+                log(f"FAIL {label}: {exc}")
+                continue
+        finally:
+            srv.stop()
+        c.results.append(result)
+        raw.append({"server": server.name, "scenario": sc.name, **result})
+        if sc.idle:
+            log(f"{label}: {result['kib_per_conn']:.2f} KiB/conn")
+        else:
+            log(
+                f"{label}: {result['rt_per_s']:,.0f} RT/s, p50 {result['p50_us']:,.0f} µs, "
+                f"p99 {result['p99_us']:,.0f} µs, {result['cpu_us_per_rt']:.2f} server CPU µs/RT"
+            )
+    return None
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    names = [s.name for s in SERVERS]
+    scen = [s.name for s in SCENARIOS]
+    p = argparse.ArgumentParser(
+        description="Echo-server benchmark: linechat against the alternatives.",
+        epilog=f"servers: {', '.join(names)}; scenarios: {', '.join(scen)}",
+    )
+    p.add_argument("--runs", type=int, default=3, help="runs per cell (median reported)")
+    p.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 run, short, fewer scenarios")
+    p.add_argument("--only", help="comma-separated servers to run")
+    p.add_argument("--scenarios", help="comma-separated scenarios to run")
+    p.add_argument("--idle-conns", type=int, default=10000, help="connections for idle-10k")
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--loadgen-cpu", type=int, default=1)
+    p.add_argument("--loadgen-procs", type=int, default=1, help="load generator processes")
+    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
+    p.add_argument("--json", type=Path, help="write every run's raw figures here")
+    opts = p.parse_args(argv)
+    if opts.quick:
+        opts.runs = 1
+        opts.duration = 1.0
+        opts.warmup = 0.3
+        if not opts.scenarios:
+            opts.scenarios = ",".join(QUICK_SCENARIOS)
+    for attr, known in (("only", names), ("scenarios", scen)):
+        value = getattr(opts, attr)
+        if value:
+            wanted = [v.strip() for v in value.split(",") if v.strip()]
+            unknown = [v for v in wanted if v not in known]
+            if unknown:
+                p.error(f"unknown --{attr}: {', '.join(unknown)} (known: {', '.join(known)})")
+    if opts.runs < 1 or opts.duration <= 0 or opts.warmup < 0 or opts.idle_conns < 1:
+        p.error("--runs, --duration and --idle-conns must be positive")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    opts = parse_args(args)
+    command = shlex.join([".venv/bin/python", "bench/echo/run.py", *args])
+    # SIGTERM unwinds like Ctrl-C, so every server started is stopped by its PID.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    raise_nofile()
+    build_tools()
+    servers = [s for s in SERVERS if not opts.only or s.name in opts.only.split(",")]
+    scenarios = [
+        sc for sc in SCENARIOS if not opts.scenarios or sc.name in opts.scenarios.split(",")
+    ]
+    cells: dict[tuple[str, str], Cell] = {}
+    skipped: dict[str, str] = {}
+    raw: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="echo-bench-") as tmp:
+        for server in servers:
+            for sc in scenarios:
+                c = cells.setdefault((server.name, sc.name), Cell())
+                reason = run_cell(server, sc, c, raw, opts, Path(tmp))
+                if reason is not None:
+                    skipped[server.name] = reason
+                    log(f"SKIP {server.name}: {reason}")
+                    break
+    text = report(cells, servers, scenarios, skipped, opts, command)
+    print(text)
+    if opts.markdown:
+        opts.markdown.write_text(text)
+    if opts.json:
+        opts.json.write_text(json.dumps(raw, indent=1) + "\n")
+    failed = any(c.errors for c in cells.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The seed's echo server algorithm, rewritten from its description, as a competitor.
+
+An ``asyncio.Protocol`` with a ``bytearray`` buffer: the delimiter search resumes
+from a start offset, the rest of the buffer is copied once per line, and every
+line costs three ``transport.write`` calls. A line holding only ``.`` closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any, cast
+
+
+class ChatProtocol(asyncio.Protocol):
+    delimiter = b"\r\n"
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.start = 0  # where the next delimiter search begins
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport: cast, do not check.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.transport is not None and not self.transport.is_closing():
+            index = self.buffer.find(self.delimiter, self.start)
+            if index < 0:
+                self.start = max(0, len(self.buffer) - len(self.delimiter) + 1)
+                return
+            line = bytes(self.buffer[:index])
+            # The seed's cost: the rest of the buffer is copied for every line.
+            self.buffer = self.buffer[index + len(self.delimiter) :]
+            self.start = 0
+            self.line_received(line)
+
+    def line_received(self, line: bytes) -> None:
+        assert self.transport is not None
+        if line == b".":
+            self.transport.close()
+            return
+        self.transport.write(b"You sent: ")
+        self.transport.write(line)
+        self.transport.write(b"\r\n")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+async def serve(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(ChatProtocol, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+def run(coro: Coroutine[Any, Any, None], loop: str) -> None:
+    if loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+    else:
+        asyncio.run(coro)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        run(serve(args.port), args.loop)
+
+
+if __name__ == "__main__":
+    main()
