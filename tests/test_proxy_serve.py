@@ -199,3 +199,83 @@ def test_stopping_a_backend_loses_no_later_client(haproxy: tuple[int, list[Serve
     for i in range(20):
         client_through(front, b"after stop %d" % i)
     assert len(re.findall(r"closed after .* 2 lines/", backends[1].log())) >= 20
+
+
+# -- the client side: linechat connect --send-proxy ---------------------------------
+
+
+def connect_through(*args: str, input: bytes = b"hi\n.\n") -> subprocess.CompletedProcess[bytes]:
+    from .conftest import linechat_command
+
+    return subprocess.run(
+        linechat_command("connect", *args), input=input, capture_output=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "source", "logged"),
+    [
+        ("v1", "192.0.2.10:1234", "192.0.2.10:1234"),
+        ("v2", "192.0.2.11:2345", "192.0.2.11:2345"),
+        ("v2", "[2001:db8::5]:3456", "[2001:db8::5]:3456"),
+    ],
+)
+def test_connect_sends_a_proxy_header(
+    serve: Callable[..., Served], version: str, source: str, logged: str
+) -> None:
+    served = serve("--proxy-protocol")
+    result = connect_through(
+        served.host, str(served.port), "--send-proxy", version, "--proxy-source", source
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"You sent: hi\n"
+    served.wait_log(re.escape(logged) + " closed after")
+
+
+def test_connect_proxy_source_defaults_to_our_address(serve: Callable[..., Served]) -> None:
+    served = serve("--proxy-protocol")
+    result = connect_through(served.host, str(served.port), "--send-proxy", "v2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"You sent: hi\n"
+    served.wait_log(r"127\.0\.0\.1:\d+ closed after")
+    assert "rejected" not in served.log()
+
+
+def test_connect_sends_the_header_before_tls(
+    serve: Callable[..., Served], certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    served = serve("--proxy-protocol", "--tls-cert", str(cert), "--tls-key", str(key))
+    result = connect_through(
+        *("127.0.0.1", str(served.port), "--tls", "--cafile", str(cert), "--sni", "localhost"),
+        *("--send-proxy", "v1", "--proxy-source", "192.0.2.99:99", "--wait", "1"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"You sent: hi\n"
+    served.wait_log(r"192\.0\.2\.99:99 closed after")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--proxy-source", "192.0.2.1:1"], "--proxy-source needs --send-proxy"),
+        (["--send-proxy", "v2", "--proxy-source", "nowhere:1"], "not ADDR:PORT"),
+        (["--send-proxy", "v2", "--proxy-source", "192.0.2.1:99999"], "port must be"),
+        (["--send-proxy", "v3"], "invalid choice"),
+        (["--send-proxy", "v1", "--unix", "/tmp/x.sock"], "TCP only"),
+    ],
+)
+def test_connect_send_proxy_bad_usage(args: list[str], message: str) -> None:
+    result = connect_through(*args)
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
+def test_connect_mixed_families_go_ipv4_mapped(serve: Callable[..., Served]) -> None:
+    served = serve("--proxy-protocol")
+    result = connect_through(
+        served.host, str(served.port), "--send-proxy", "v1", "--proxy-source", "[2001:db8::1]:7"
+    )
+    assert result.returncode == 0, result.stderr
+    served.wait_log(re.escape("[2001:db8::1]:7") + " closed after")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import ssl
 import sys
@@ -93,6 +94,19 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="for the connection, TLS and STARTTLS (default 10; 0: no limit)",
     )
+    parser.add_argument(
+        "--send-proxy",
+        choices=["v1", "v2"],
+        default=None,
+        help="send a PROXY protocol header first, as HAProxy would (test a server behind one)",
+    )
+    parser.add_argument(
+        "--proxy-source",
+        type=proxy_address,
+        default=None,
+        metavar="ADDR:PORT",
+        help="the client address the header announces (default: ours)",
+    )
     parser.add_argument("--log", metavar="FILE", help="append a timestamped transcript to FILE")
     parser.add_argument(
         "--no-history",
@@ -109,6 +123,20 @@ def add_parser(commands: Any) -> None:
         "-v", "--verbose", action="store_true", help="report the connection and STARTTLS on stderr"
     )
     parser.set_defaults(run=run)
+
+
+def proxy_address(text: str) -> tuple[str, int]:
+    """``1.2.3.4:5678`` or ``[2001:db8::1]:5678``."""
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not ADDR:PORT: {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535: {text!r}")
+    return host, number
 
 
 def say(text: str) -> None:
@@ -152,6 +180,10 @@ def _options(args: argparse.Namespace) -> ConnectOptions:
             raise UsageError(f"--{flag} needs --tls or --starttls")
     if args.key and not args.cert:
         raise UsageError("--key needs --cert")
+    if args.proxy_source and not args.send_proxy:
+        raise UsageError("--proxy-source needs --send-proxy")
+    if args.send_proxy and args.unix:
+        raise UsageError("--send-proxy works over TCP only")
     if args.tls and args.starttls:
         raise UsageError("--tls and --starttls exclude each other (STARTTLS starts in plaintext)")
     context: ssl.SSLContext | None = None
@@ -172,6 +204,8 @@ def _options(args: argparse.Namespace) -> ConnectOptions:
         connect_timeout=args.connect_timeout or None,
         newline=b"\n" if args.lf else b"\r\n",
         verbose=args.verbose,
+        send_proxy={"v1": 1, "v2": 2}.get(args.send_proxy or ""),
+        proxy_source=args.proxy_source,
     )
 
 

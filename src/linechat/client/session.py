@@ -64,6 +64,10 @@ class ConnectOptions:
     newline: bytes = b"\r\n"
     ehlo_name: str = "localhost"
     verbose: bool = False
+    #: Send a PROXY protocol header first (1 or 2), as a load balancer would;
+    #: its source is ``proxy_source`` or, by default, our own address.
+    send_proxy: int | None = None
+    proxy_source: tuple[str, int] | None = None
 
     @property
     def address(self) -> str:
@@ -375,6 +379,55 @@ def describe_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _one_family(
+    source: tuple[str, int], destination: tuple[str, int]
+) -> tuple[tuple[str, int], tuple[str, int]]:
+    """A header has one family: an IPv4 address beside an IPv6 one goes IPv4-mapped."""
+    import ipaddress
+
+    addresses = [ipaddress.ip_address(source[0]), ipaddress.ip_address(destination[0])]
+    if addresses[0].version == addresses[1].version:
+        return source, destination
+    host = [f"::ffff:{a}" if a.version == 4 else str(a) for a in addresses]
+    return (host[0], source[1]), (host[1], destination[1])
+
+
+async def _proxied_socket(options: ConnectOptions) -> socket.socket:
+    """A connected socket that has sent a PROXY header and nothing else yet.
+
+    The header goes before anything else, TLS included, as from HAProxy.
+    """
+    from ..proxy_protocol import build_v1, build_v2  # only here: start-up stays light
+
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(options.host, options.port, type=socket.SOCK_STREAM)
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        try:
+            peer = sock.getpeername()[:2]
+            source = options.proxy_source or sock.getsockname()[:2]
+            source, peer = _one_family(source, peer)
+            build = build_v1 if options.send_proxy == 1 else build_v2
+            try:
+                header = build(source, peer)
+            except ValueError as exc:
+                raise ConnectError(f"cannot build the PROXY header: {exc}") from None
+            await loop.sock_sendall(sock, header)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error or OSError(f"no address for {options.host}")
+
+
 async def connect(
     options: ConnectOptions,
     *,
@@ -406,6 +459,11 @@ async def connect(
             if options.unix:
                 await loop.create_unix_connection(
                     factory, options.unix, ssl=direct, server_hostname=tls_name
+                )
+            elif options.send_proxy is not None:
+                sock = await _proxied_socket(options)
+                await loop.create_connection(
+                    factory, sock=sock, ssl=direct, server_hostname=tls_name
                 )
             else:
                 await loop.create_connection(
