@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,8 @@ lint: $(STAMP)
 bench: $(STAMP) bench-tools
 	$(BIN)/python bench/framing.py
 	$(BIN)/python bench/echo/run.py
+	$(BIN)/python bench/client.py
+	$(BIN)/python bench/scale.py
 
 # The echo benchmark's C load generator and reference server (bench/bin/ is gitignored).
 bench-tools: bench/bin/loadgen bench/bin/cecho
