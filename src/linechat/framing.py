@@ -94,7 +94,7 @@ class LineFramer:
         # True while feed() may take its fast path: strict mode, not failed,
         # discarding or closed, and the buffer known to hold no delimiter (the
         # unterminated tail of what feed() split). Only _feed_slow() sets it again.
-        self._fast = not lenient
+        self._fast = True  # normal state: the buffer holds no complete line
 
     # -- what the caller can ask -------------------------------------------
 
@@ -126,6 +126,8 @@ class LineFramer:
         buf = self._buf
         if not buf:
             return self._split(data)
+        if self._lenient:  # a CR buffered may pair with an LF in ``data``
+            return self._feed_slow(data)
         # The buffer holds no delimiter, so one can only end in ``data``: the
         # ``int in bytes`` test (a memchr) saves most searches.
         if self._end in data:
@@ -188,13 +190,13 @@ class LineFramer:
             buf += data
             if buf.find(self._sep, self._scan_from) < 0:
                 self._hold(buf)
-                self._fast = not self._lenient
+                self._fast = True
                 return []
             data = bytes(buf)
             buf.clear()
             self._scan_from = 0
         lines = self._split(data)
-        self._fast = not self._lenient
+        self._fast = True
         return lines
 
     def commit(self) -> None:

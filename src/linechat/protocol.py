@@ -199,7 +199,11 @@ class LineProtocol(asyncio.Protocol):
         except TypeError:
             body = (delimiter + prefix).join([encode_line(line) for line in lines])
         self.lines_out += len(lines)
-        self._out.append(prefix + body + delimiter)
+        out = self._out
+        if prefix:
+            out.append(prefix)
+        out.append(body)  # joined with the rest at flush: one copy in all
+        out.append(delimiter)
         if not self._in_chunk:
             self._written()
 
