@@ -68,8 +68,7 @@ def _linechat(*extra: str) -> Callable[[int], list[str]]:
             "--port",
             str(port),
             *extra,
-            "--idle-timeout",
-            "0",
+            # Defaults otherwise (the 300 s idle timeout included): features cost what they cost.
             "--max-connections",
             "20000",
         ]

@@ -176,10 +176,10 @@ class LineProtocol(asyncio.Protocol):
         if self._closing:
             return
         out = self._out
-        out.append(encode_line(line))
+        out.append(line if line.__class__ is bytes else encode_line(line))
         out.append(self.delimiter)
         self.lines_out += 1
-        if not self._in_chunk:
+        if not self._in_chunk and not self._flush_scheduled:
             self._written()
 
     def write_lines(self, lines: Iterable[bytes | str], *, prefix: bytes = b"") -> None:

@@ -17,9 +17,18 @@ import asyncio
 import contextvars
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+import types
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Sequence,
+)
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH
@@ -122,6 +131,15 @@ class _StreamProtocol(LineProtocol):
 
 _LINE, _NEXT = -1, -2  # what a pending read wants; n >= 0 is readexactly(n)
 
+T = TypeVar("T")
+
+
+@types.coroutine
+def _ready(value: T) -> Generator[Any, None, T]:
+    """An awaitable that is already done: cheaper than a finished Future."""
+    return value
+    yield  # a generator, hence awaitable
+
 
 class LineStream:
     """One line-oriented connection, read and written with coroutines.
@@ -130,9 +148,9 @@ class LineStream:
     peer has closed and every line was read. An unterminated last line is
     returned like any other; :attr:`unterminated` then says so.
 
-    The read methods return futures (await them): a read that must wait
-    costs one future, and no coroutine frame stays alive while a connection
-    is idle. One read may be pending at a time.
+    The read methods return awaitables, not coroutines: a line in hand costs
+    next to nothing, a read that must wait costs one future, and no coroutine
+    frame stays alive while a connection is idle. One read may wait at a time.
     """
 
     __slots__ = (
@@ -161,11 +179,15 @@ class LineStream:
 
     # -- reading -----------------------------------------------------------
 
-    def readline(self) -> asyncio.Future[bytes | None]:
+    def readline(self) -> Awaitable[bytes | None]:
         """The next line, delimiter removed; ``None`` at a clean end of stream."""
+        i = self._next
+        if i < len(self._lines):  # the fast path: a line in hand
+            self._next = i + 1
+            return _ready(self._lines[i])
         return self._read(_LINE)
 
-    def readexactly(self, n: int) -> asyncio.Future[bytes]:
+    def readexactly(self, n: int) -> Awaitable[bytes]:
         """Exactly ``n`` raw bytes (a counted payload); mixes freely with lines.
 
         Raises :class:`ConnectionClosed` if the stream ends first.
@@ -177,7 +199,11 @@ class LineStream:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
-    def __anext__(self) -> asyncio.Future[bytes]:
+    def __anext__(self) -> Awaitable[bytes]:
+        i = self._next
+        if i < len(self._lines):
+            self._next = i + 1
+            return _ready(self._lines[i])
         return self._read(_NEXT)
 
     def resync(self) -> None:
@@ -188,11 +214,6 @@ class LineStream:
         if self._reader is not None and not self._reader.done():
             raise RuntimeError("another read is already waiting on this stream")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        i = self._next
-        if want < 0 and i < len(self._lines):  # the fast path: a line in hand
-            self._next = i + 1
-            future.set_result(self._lines[i])
-            return future
         self._reader, self._want = future, want
         self._fulfil()
         if self._reader is not None:
@@ -241,6 +262,8 @@ class LineStream:
             error, self._error = self._error, None
             raise error
         if not self._ended:
+            if not framer.buffered and not finished:
+                return False, None
             try:
                 lines = framer.feed(b"")
             except LineTooLong as exc:
