@@ -112,6 +112,15 @@ class _StreamProtocol(LineProtocol):
         if not self._reading_paused:
             self._set_reading(True)
 
+    def _written(self) -> None:
+        # With no more input in hand the handler will wait for some next:
+        # send now, as asyncio streams do. Otherwise let the batch build up.
+        stream = self.stream
+        if stream._next >= len(stream._lines) and not self.framer.buffered:
+            self._flush()
+        else:
+            super()._written()
+
     def about_to_wait(self) -> None:
         """A read must wait: send the replies queued, and read the peer again."""
         self._flush()
