@@ -10,7 +10,8 @@ shares the CPUs with the workers: total throughput alone says little).
 
 HAProxy: docs/haproxy.cfg as shipped (one backend running
 `linechat serve --proxy-protocol`) against the same server reached directly;
-per-connection round-trip latency (p50, p99) at 1 x 1 and 100 x 1.
+per-connection round-trip latency (p50, p99) at 1 x 1 and 100 x 1. The server
+is pinned to CPU 0, the load generator and HAProxy to CPU 1.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ LOADGEN = REPO / "bench" / "bin" / "loadgen"
 HAPROXY_CFG = REPO / "docs" / "haproxy.cfg"
 HOST = "127.0.0.1"
 TICKS = os.sysconf("SC_CLK_TCK")
+CPU1 = ["taskset", "-c", "1"]
 
 
 def log(message: str) -> None:
@@ -103,10 +105,16 @@ def started(argv: list[str], port: int, env: dict[str, str] | None = None) -> It
 
 
 def load(
-    port: int, conns: int, pipeline: int, opts: argparse.Namespace, server: list[int]
+    port: int,
+    conns: int,
+    pipeline: int,
+    opts: argparse.Namespace,
+    server: list[int],
+    pin: list[str] | None = None,
 ) -> dict[str, float]:
     """One load generator run; the CPU of every process in ``server`` over its window."""
     argv = [
+        *(pin or []),
         str(LOADGEN),
         *("--port", str(port), "-c", str(conns), "-P", str(pipeline), "-s", "32"),
         *("-d", str(opts.duration), "-w", str(opts.warmup), "--connect-timeout", "30"),
@@ -174,7 +182,10 @@ def bench_haproxy(opts: argparse.Namespace) -> list[tuple[str, str, dict[str, fl
             runs = []
             for run in range(opts.runs):
                 backend = free_port()
+                # Pinned as in bench/echo: the server on CPU 0; the load
+                # generator and HAProxy share CPU 1.
                 argv = [
+                    *("taskset", "-c", "0"),
                     LINECHAT,
                     *("serve", "--host", HOST, "--port", str(backend), "--log-level", "warning"),
                 ]
@@ -182,7 +193,7 @@ def bench_haproxy(opts: argparse.Namespace) -> list[tuple[str, str, dict[str, fl
                     argv.append("--proxy-protocol")
                 with started(argv, backend) as server_pid:
                     if via == "direct":
-                        result = load(backend, conns, 1, opts, [server_pid])
+                        result = load(backend, conns, 1, opts, [server_pid], CPU1)
                     else:
                         front = free_port()
                         env = {
@@ -191,9 +202,9 @@ def bench_haproxy(opts: argparse.Namespace) -> list[tuple[str, str, dict[str, fl
                             "LINECHAT_BACKEND_1": f"{HOST}:{backend}",
                             "LINECHAT_BACKEND_2": f"{HOST}:{backend}",
                         }
-                        command = [haproxy, "-db", "-f", str(HAPROXY_CFG)]
+                        command = [*CPU1, haproxy, "-db", "-f", str(HAPROXY_CFG)]
                         with started(command, front, env) as proxy_pid:
-                            result = load(front, conns, 1, opts, [server_pid, proxy_pid])
+                            result = load(front, conns, 1, opts, [server_pid, proxy_pid], CPU1)
                 log(f"{via} {conns}x1 run {run + 1}: {result}")
                 runs.append(result)
             rows.append((f"{conns} x 1", via, median_of(runs)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import os
 import ssl
 import sys
@@ -127,6 +126,8 @@ def add_parser(commands: Any) -> None:
 
 def proxy_address(text: str) -> tuple[str, int]:
     """``1.2.3.4:5678`` or ``[2001:db8::1]:5678``."""
+    import ipaddress  # here, not at start-up: most sessions never need it
+
     host, _, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
