@@ -55,10 +55,10 @@ class LineProtocol(asyncio.Protocol):
         "_idle_handle",
         "_in_chunk",
         "_last_read",
-        "_loop",
         "_out",
         "_pulling",
         "_raw_wanted",
+        "_seen_bytes",
         "_stop_batch",
         "_writing_paused",
         "bytes_in",
@@ -119,9 +119,9 @@ class LineProtocol(asyncio.Protocol):
         self._held = False
         self._eof_pending = False
         self._writing_paused = False
-        self._last_read = 0.0
+        self._last_read = 0.0  # when the idle timer last saw input arrive
+        self._seen_bytes = 0  # bytes_in as the idle timer last saw it
         self._idle_handle: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # set only with an idle timeout
         self._closed: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._flush_scheduled = False
@@ -189,15 +189,16 @@ class LineProtocol(asyncio.Protocol):
         """
         if self._closing:
             return
-        if not isinstance(lines, list | tuple):
+        if not isinstance(lines, (list, tuple)):
             lines = list(lines)
         if not lines:
             return
         delimiter = self.delimiter
+        separator = delimiter + prefix if prefix else delimiter
         try:
-            body = (delimiter + prefix).join(lines)  # type: ignore[arg-type]
+            body = separator.join(lines)  # type: ignore[arg-type]
         except TypeError:
-            body = (delimiter + prefix).join([encode_line(line) for line in lines])
+            body = separator.join([encode_line(line) for line in lines])
         self.lines_out += len(lines)
         out = self._out
         if prefix:
@@ -341,10 +342,9 @@ class LineProtocol(asyncio.Protocol):
         self.connected_at = time.monotonic()
         loop = asyncio.get_running_loop()
         if self.idle_timeout is not None:
-            self._loop = loop
             self._last_read = loop.time()
             self._idle_handle = loop.call_at(
-                self._last_read + self.idle_timeout, self._check_idle, context=_TIMER_CONTEXT
+                self._last_read + self._idle_step(), self._check_idle, context=_TIMER_CONTEXT
             )
         self._in_chunk = True
         try:
@@ -355,18 +355,37 @@ class LineProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self.bytes_in += len(data)
-        if self._loop is not None:
-            self._last_read = self._loop.time()  # the idle timer reads it
+        self.bytes_in += len(data)  # the idle timer watches it: no clock read per chunk
         self._in_chunk = True
         try:
+            framer = self.framer
             if self._pulling:
-                self.framer.receive(data)
+                framer.receive(data)
                 self._pull()
             else:
-                self._deliver(data)
+                try:
+                    lines = framer.feed(data)
+                except LineTooLong as exc:
+                    self._too_long(exc)
+                else:
+                    if lines:
+                        self.lines_in += len(lines)
+                        self.lines_received(lines)
+                        if self._pulling:
+                            self._pull()
+                    if not self._pulling:
+                        framer.commit()  # so this chunk is not kept alive
         finally:
-            self._end_chunk()
+            # _end_chunk(), inline: this runs once per chunk received.
+            self._in_chunk = False
+            out = self._out
+            if out and self.transport is not None:
+                reply = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self.bytes_out += len(reply)
+                self.transport.write(reply)
+            if self._closing and self.transport is not None:
+                self.transport.close()
 
     def eof_received(self) -> bool:
         """The peer is done sending: handle an unterminated last line, then close."""
@@ -422,29 +441,28 @@ class LineProtocol(asyncio.Protocol):
 
     # -- internals ---------------------------------------------------------
 
-    def _deliver(self, data: bytes) -> None:
+    def _too_long(self, exc: LineTooLong) -> None:
+        """An over-long line: hand out the lines before it, then apply the policy."""
         framer = self.framer
         while True:
-            try:
-                lines = framer.feed(data)
-            except LineTooLong as exc:
-                if exc.lines:
-                    self.lines_in += len(exc.lines)
-                    self.lines_received(exc.lines)
-                if self._closing or self._stop_batch:
-                    return
-                self.line_too_long(exc)
-                if self._closing:
-                    return
-                data = b""  # resynced: go on with what is buffered
+            if exc.lines:
+                self.lines_in += len(exc.lines)
+                self.lines_received(exc.lines)
+            if self._closing or self._stop_batch:
+                return
+            self.line_too_long(exc)
+            if self._closing:
+                return
+            try:  # resynced: go on with what is buffered
+                lines = framer.feed(b"")
+            except LineTooLong as again:
+                exc = again
                 continue
             if lines:
                 self.lines_in += len(lines)
                 self.lines_received(lines)
                 if self._pulling:
                     self._pull()
-            if not self._pulling:
-                framer.commit()  # so this chunk is not kept alive
             return
 
     def _pull(self) -> None:
@@ -496,20 +514,29 @@ class LineProtocol(asyncio.Protocol):
             self.bytes_out += len(data)
             self.transport.write(data)
 
+    def _idle_step(self) -> float:
+        """How often the idle timer looks: a peer is closed 1 to 1.25 timeouts after."""
+        return max(0.05, (self.idle_timeout or 0.0) / 4)
+
     def _check_idle(self) -> None:
         self._idle_handle = None
         if self._closing or self.idle_timeout is None or self.transport is None:
             return
         loop = asyncio.get_running_loop()
-        deadline = self._last_read + self.idle_timeout
-        if loop.time() >= deadline:
+        now = loop.time()
+        if self.bytes_in != self._seen_bytes:  # input came since the last look
+            self._seen_bytes = self.bytes_in
+            self._last_read = now
+        if now - self._last_read >= self.idle_timeout:
             self._in_chunk = True
             try:
                 self.idle_timeout_expired()
             finally:
                 self._end_chunk()
         else:
-            self._idle_handle = loop.call_at(deadline, self._check_idle, context=_TIMER_CONTEXT)
+            self._idle_handle = loop.call_at(
+                now + self._idle_step(), self._check_idle, context=_TIMER_CONTEXT
+            )
 
     def _wake_drainers(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, None

@@ -86,9 +86,7 @@ class _StreamProtocol(LineProtocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self.bytes_in += len(data)
-        if self._loop is not None:
-            self._last_read = self._loop.time()  # the idle timer reads it
+        self.bytes_in += len(data)  # the idle timer watches it
         self.framer.receive(data)
         if self.stream._reader is not None:
             self.stream._fulfil()
