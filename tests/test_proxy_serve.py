@@ -279,3 +279,27 @@ def test_connect_mixed_families_go_ipv4_mapped(serve: Callable[..., Served]) -> 
     )
     assert result.returncode == 0, result.stderr
     served.wait_log(re.escape("[2001:db8::1]:7") + " closed after")
+
+
+def test_a_silent_peer_gets_no_header_time_forever(caplog: pytest.LogCaptureFixture) -> None:
+    """The header must come within the policy's time (10 s by default; 0.3 s here)."""
+    import asyncio
+    import logging
+
+    from linechat.server import LineServer, ProxyPolicy
+    from linechat.services.echo import EchoProtocol
+
+    async def main() -> None:
+        server = LineServer(EchoProtocol, proxy=ProxyPolicy(header_timeout=0.3))
+        (address,) = await server.listen_tcp("127.0.0.1", 0)
+        port = int(address.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        assert 0.25 < time.monotonic() - started < 5
+        writer.close()
+        await server.shutdown(0.1)
+
+    with caplog.at_level(logging.WARNING, logger="linechat.server"):
+        asyncio.run(main())
+    assert "no PROXY header in time" in caplog.text
