@@ -451,3 +451,21 @@ def test_counted_reads_against_memcached(memcached_port: int) -> None:
         await stream.aclose()
 
     run(main)
+
+
+def test_write_eof_half_closes_and_the_answers_still_come() -> None:
+    from linechat.services.echo import FRAMING, echo_handler
+
+    async def main() -> None:
+        server = await linechat.start_server(echo_handler, "127.0.0.1", 0, **FRAMING)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            stream = await linechat.connect("127.0.0.1", port)
+            stream.write_lines([b"one", b"two"])
+            stream.write_raw(b"unterminated")
+            stream.write_eof()
+            answers = [line async for line in stream]
+            assert answers == [b"You sent: one", b"You sent: two", b"You sent: unterminated"]
+            await stream.aclose()
+
+    run(main)
