@@ -87,10 +87,16 @@ class _StreamProtocol(LineProtocol):
         if self._closing:
             return
         self.bytes_in += len(data)  # the idle timer watches it
-        self.framer.receive(data)
-        if self.stream._reader is not None:
-            self.stream._fulfil()
-        elif self.framer.buffered > READ_HIGH_WATER and not self._reading_paused:
+        stream, framer = self.stream, self.framer
+        if stream._reader is not None:
+            if stream._want < 0 and not framer.buffered and stream._next >= len(stream._lines):
+                stream._split_now(data)  # a line is awaited: no copy into the buffer first
+            else:
+                framer.receive(data)
+            stream._fulfil()
+            return
+        framer.receive(data)
+        if framer.buffered > READ_HIGH_WATER and not self._reading_paused:
             self._reading_paused = True
             self._set_reading(False)
 
@@ -245,6 +251,19 @@ class LineStream:
             self._reader = None
             future.set_result(value)
 
+    def _split_now(self, data: bytes) -> None:
+        """Frame a chunk straight away (every earlier line was read, a line is awaited)."""
+        if self._ended or self._error is not None:
+            self._protocol.framer.receive(data)
+            return
+        try:
+            lines = self._protocol.framer.feed(data)
+        except LineTooLong as exc:
+            lines, self._error = exc.lines, exc
+        if lines:
+            self._lines, self._next = lines, 0
+            self._protocol.lines_in += len(lines)
+
     def _take(self, want: int) -> tuple[bool, Any]:
         protocol, framer = self._protocol, self._protocol.framer
         finished = protocol.eof or protocol._gone
@@ -264,7 +283,8 @@ class LineStream:
         if i < len(self._lines):
             self._next = i + 1
             return True, self._lines[i]
-        self._lines, self._next = (), 0  # let the last batch go
+        self._lines, self._next = (), 0  # let the last batch go, and its chunk
+        framer.commit()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
