@@ -7,11 +7,10 @@ line costs three ``transport.write`` calls. A line holding only ``.`` closes.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-from collections.abc import Coroutine
-from typing import Any, cast
+from typing import cast
+
+from _runner import run_server
 
 
 class ChatProtocol(asyncio.Protocol):
@@ -59,24 +58,5 @@ async def serve(port: int) -> None:
         await server.serve_forever()
 
 
-def run(coro: Coroutine[Any, Any, None], loop: str) -> None:
-    if loop == "uvloop":
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)
-    else:
-        asyncio.run(coro)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
-    args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        run(serve(args.port), args.loop)
-
-
 if __name__ == "__main__":
-    main()
+    run_server(serve, __doc__)
