@@ -40,17 +40,15 @@ class Ending(enum.Enum):
     INTERRUPTED = "interrupted"
 
 
-class LineEnds:
-    """Turn input line ends (LF or CRLF) into ``newline``, chunk by chunk, in C.
+class _ToLF:
+    """CRLF or LF line ends to LF, chunk by chunk, in C.
 
     A CR at the end of a chunk waits for the next one (it may start with LF).
-    An unterminated last line is ended at :meth:`finish`.
     """
 
-    def __init__(self, newline: bytes = b"\r\n") -> None:
-        self.newline = newline
+    def __init__(self) -> None:
         self._cr = False
-        self._open_line = False  # something sent since the last line end
+        self._open_line = False  # bytes since the last line end
 
     def convert(self, data: bytes) -> bytes:
         if self._cr:
@@ -63,9 +61,24 @@ class LineEnds:
             return data
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        if self.newline != b"\n":
-            data = data.replace(b"\n", self.newline)
         self._open_line = not data.endswith(b"\n")
+        return data
+
+
+class LineEnds(_ToLF):
+    """Turn input line ends (LF or CRLF) into ``newline``.
+
+    An unterminated last line is ended at :meth:`finish`.
+    """
+
+    def __init__(self, newline: bytes = b"\r\n") -> None:
+        super().__init__()
+        self.newline = newline
+
+    def convert(self, data: bytes) -> bytes:
+        data = super().convert(data)
+        if data and self.newline != b"\n":
+            data = data.replace(b"\n", self.newline)
         return data
 
     def finish(self) -> bytes:
@@ -76,30 +89,13 @@ class LineEnds:
         return b""
 
 
-class ReceivedEnds:
-    """Received bytes as output: CRLF becomes LF, in C, chunk by chunk.
+class ReceivedEnds(_ToLF):
+    """Received bytes as output: CRLF becomes LF.
 
     The same result as splitting lines leniently (CRLF or LF) and printing
     each with LF, without a Python object per line. :meth:`finish` ends an
     unterminated last line.
     """
-
-    def __init__(self) -> None:
-        self._cr = False
-        self._open_line = False
-
-    def convert(self, data: bytes) -> bytes:
-        if self._cr:
-            data = b"\r" + data
-            self._cr = False
-        if data.endswith(b"\r"):
-            data = data[:-1]
-            self._cr = True
-        if not data:
-            return data
-        data = data.replace(b"\r\n", b"\n")
-        self._open_line = not data.endswith(b"\n")
-        return data
 
     def finish(self) -> bytes:
         tail = b"\r" if self._cr else b""
