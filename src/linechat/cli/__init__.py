@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import NoReturn
 
 from .. import __version__
 
-__all__ = ["main"]
+__all__ = ["entry_point", "main"]
 
 COMMANDS = ("serve", "connect")
 
@@ -42,5 +44,25 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def entry_point() -> NoReturn:
+    """The ``linechat`` command: :func:`main`, then exit without tearing Python down.
+
+    Once main() returns every connection is closed and every file written;
+    what is left is flushing stdout and stderr. Skipping the interpreter's
+    teardown of asyncio, ssl and the rest saves about 10 ms a run, which a
+    script calling ``linechat connect`` in a loop feels (bench/client.py).
+    Usage errors (SystemExit from argparse) take the ordinary way out.
+    """
+    code = main()
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120  # what Python itself exits with when stdout cannot be flushed
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry_point()
