@@ -13,7 +13,6 @@ over-long-line policy, end of stream, and a ``closed`` future.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import ssl
 import time
 from collections.abc import Callable, Iterable
@@ -21,12 +20,17 @@ from typing import Any, cast
 
 from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
+from .idle_watch import IdleWatch, watch
 
 __all__ = ["DEFAULT_WRITE_HIGH_WATER", "LineProtocol", "encode_line"]
 
 DEFAULT_WRITE_HIGH_WATER = 64 * 1024
-# The idle timer's callback is ours: one shared context, not a copy per connection.
-_TIMER_CONTEXT = contextvars.Context()
+#: The most asyncio's socket transport asks recv() for at once. Its default,
+#: 256 KiB, is over glibc's mmap threshold: each read maps fresh pages for
+#: its bytes object and unmaps them when it shrinks (perf shows the page
+#: faults and munmap). 64 KiB come from the heap. uvloop reads into a buffer
+#: of its own and is not affected.
+READ_SIZE = 64 * 1024
 
 
 def encode_line(line: bytes | str) -> bytes:
@@ -52,7 +56,6 @@ class LineProtocol(asyncio.Protocol):
         "_flush_scheduled",
         "_gone",
         "_held",
-        "_idle_handle",
         "_in_chunk",
         "_last_read",
         "_out",
@@ -68,6 +71,7 @@ class LineProtocol(asyncio.Protocol):
         "delimiter",
         "framer",
         "idle_timeout",
+        "idle_watch",
         "lines_in",
         "lines_out",
         "on_closed",
@@ -121,7 +125,9 @@ class LineProtocol(asyncio.Protocol):
         self._writing_paused = False
         self._last_read = 0.0  # when the idle timer last saw input arrive
         self._seen_bytes = 0  # bytes_in as the idle timer last saw it
-        self._idle_handle: asyncio.TimerHandle | None = None
+        #: What looks at this connection for the idle timeout: set at the
+        #: connection (a server may set one shared by all its connections).
+        self.idle_watch: IdleWatch | None = None
         self._closed: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._flush_scheduled = False
@@ -339,13 +345,16 @@ class LineProtocol(asyncio.Protocol):
         if self.peer is None:
             self.peer = transport.get_extra_info("peername")
         transport.set_write_buffer_limits(high=self.write_high_water)
+        if getattr(transport, "max_size", 0) > READ_SIZE:
+            transport.max_size = READ_SIZE  # type: ignore[attr-defined]
         self.connected_at = time.monotonic()
         loop = asyncio.get_running_loop()
         if self.idle_timeout is not None:
             self._last_read = loop.time()
-            self._idle_handle = loop.call_at(
-                self._last_read + self._idle_step(), self._check_idle, context=_TIMER_CONTEXT
-            )
+            if self.idle_watch is None:
+                self.idle_watch = watch(self, self.idle_step())
+            else:
+                self.idle_watch.add(self)
         self._in_chunk = True
         try:
             self.connection_started()
@@ -426,9 +435,9 @@ class LineProtocol(asyncio.Protocol):
         self._gone = True
         if exc is not None and self.close_exception is None:
             self.close_exception = exc
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        if self.idle_watch is not None:
+            self.idle_watch.discard(self)
+            self.idle_watch = None
         self._out.clear()
         self._wake_drainers()
         try:
@@ -514,29 +523,26 @@ class LineProtocol(asyncio.Protocol):
             self.bytes_out += len(data)
             self.transport.write(data)
 
-    def _idle_step(self) -> float:
+    def idle_step(self) -> float:
         """How often the idle timer looks: a peer is closed 1 to 1.25 timeouts after."""
         return max(0.05, (self.idle_timeout or 0.0) / 4)
 
-    def _check_idle(self) -> None:
-        self._idle_handle = None
+    def look_idle(self, now: float) -> None:
+        """The idle watch's look (every step): has the peer been silent too long?"""
         if self._closing or self.idle_timeout is None or self.transport is None:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         if self.bytes_in != self._seen_bytes:  # input came since the last look
             self._seen_bytes = self.bytes_in
             self._last_read = now
         if now - self._last_read >= self.idle_timeout:
+            if self.idle_watch is not None:
+                self.idle_watch.discard(self)
+                self.idle_watch = None
             self._in_chunk = True
             try:
                 self.idle_timeout_expired()
             finally:
                 self._end_chunk()
-        else:
-            self._idle_handle = loop.call_at(
-                now + self._idle_step(), self._check_idle, context=_TIMER_CONTEXT
-            )
 
     def _wake_drainers(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, None

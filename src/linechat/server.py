@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .errors import ProtocolError
+from .idle_watch import IdleWatch
 from .protocol import LineProtocol
 from .proxy_accept import ProxyPolicy, read_proxy_header
 
@@ -68,12 +69,17 @@ class LineServer:
         self.protocol_factory = protocol_factory
         self.max_connections = max_connections
         self.proxy = proxy
-        self.connections: set[LineProtocol] = set()
+        #: The open connections (a dict as an ordered set: about half a set's memory).
+        self.connections: dict[LineProtocol, None] = {}
         self.served = 0
         self._servers: list[asyncio.Server] = []
         # Behind a PROXY-protocol balancer: our own listeners and accept loops.
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # One bound method for every connection (one each would be 64 B apiece).
+        self._on_closed = self._ended
+        # The idle timeouts of our connections: one look through self.connections.
+        self._idle_watch: IdleWatch | None = None
 
     async def listen_tcp(
         self,
@@ -218,13 +224,20 @@ class LineServer:
             log.warning("connection refused: limit of %d reached", self.max_connections)
             return _Refused()
         protocol = self.protocol_factory()
-        self.connections.add(protocol)
+        self.connections[protocol] = None
         self.served += 1
-        protocol.on_closed = self._ended
+        protocol.on_closed = self._on_closed
+        if protocol.idle_timeout is not None:
+            step = protocol.idle_step()
+            if self._idle_watch is None:
+                loop = asyncio.get_running_loop()
+                self._idle_watch = IdleWatch(loop, step, shared=self.connections)
+            if self._idle_watch.step == step:  # else it gets a watch of its own
+                protocol.idle_watch = self._idle_watch
         return protocol
 
     def _ended(self, protocol: LineProtocol) -> None:
-        self.connections.discard(protocol)
+        self.connections.pop(protocol, None)
         if log.isEnabledFor(logging.INFO):
             reason = protocol.close_exception
             log.info(
