@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
 import ssl
@@ -248,6 +249,121 @@ def test_a_failing_handler_closes_only_its_connection(caplog: pytest.LogCaptureF
         run(main)
     assert "handler failed" in caplog.text
     assert "handler bug" in caplog.text
+
+
+# -- the handler's task: what asyncio code inside a handler relies on -------------
+
+
+def test_handler_can_use_asyncio_timeout_taskgroup_and_sleep() -> None:
+    """The handler runs without an asyncio.Task, yet is the current task for asyncio."""
+
+    async def handler(stream: LineStream) -> None:
+        assert asyncio.current_task() is not None
+        try:
+            async with asyncio.timeout(0.2):
+                await stream.readline()  # the client stays silent
+        except TimeoutError:
+            stream.write_line(b"timed out")
+        async with asyncio.timeout(5):  # a timeout that does not expire
+            line = await stream.readline()
+        await asyncio.sleep(0)  # a bare yield
+        await asyncio.sleep(0.01)  # a timer future
+        async with asyncio.TaskGroup() as group:
+            child = group.create_task(asyncio.sleep(0.01, result=b"child"))
+        stream.write_line(b"got " + (line or b"?") + b" " + child.result())
+        lock = asyncio.Lock()
+        async with lock:
+            stream.write_line(b"next: " + (await stream.readline() or b"?"))
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            assert await stream.readline() == b"timed out"
+            stream.write_line(b"one")
+            assert await stream.readline() == b"got one child"
+            stream.write_line(b"two")
+            assert await stream.readline() == b"next: two"
+            assert await stream.readline() is None  # the handler returned: closed
+            await stream.aclose()
+
+    run(main)
+
+
+def test_handlers_keep_their_own_context_variables() -> None:
+    name: contextvars.ContextVar[bytes] = contextvars.ContextVar("name")
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            if line.startswith(b"I am "):
+                name.set(line[5:])
+            await asyncio.sleep(0.01)  # steps from the loop, not from data_received
+            stream.write_line(name.get(b"nobody"))
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            a = await linechat.connect("127.0.0.1", port)
+            b = await linechat.connect("127.0.0.1", port)
+            a.write_line(b"I am a")
+            assert await a.readline() == b"a"
+            b.write_line(b"who?")
+            assert await b.readline() == b"nobody"
+            b.write_line(b"I am b")
+            assert await b.readline() == b"b"
+            a.write_line(b"who?")
+            assert await a.readline() == b"a"
+            await a.aclose()
+            await b.aclose()
+
+    run(main)
+
+
+def test_handler_reads_awaited_by_other_tasks_and_cancelled_mid_wait() -> None:
+    """wait_for and create_task await the handler's reads from real Tasks."""
+
+    async def handler(stream: LineStream) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stream.readline(), 0.1)  # cancelled: consumes nothing
+        reader = asyncio.create_task(stream.readline())
+        stream.write_line(b"ready")
+        stream.write_line(b"task read " + (await reader or b"?"))
+        async for line in stream:
+            stream.write_line(b"loop read " + line)
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            assert await stream.readline() == b"ready"
+            stream.write_lines([b"first", b"second"])
+            assert await stream.readline() == b"task read first"
+            assert await stream.readline() == b"loop read second"
+            await stream.aclose()
+
+    run(main)
+
+
+def test_server_shutdown_ends_a_handler_waiting_for_input() -> None:
+    ended: list[str] = []
+
+    async def handler(stream: LineStream) -> None:
+        try:
+            assert await stream.readline() is None
+            ended.append("none")
+        except ConnectionClosed:
+            ended.append("closed")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        stream = await linechat.connect("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        await server.shutdown(1.0)  # type: ignore[attr-defined]
+        assert await stream.readline() is None
+        await stream.aclose()
+
+    run(main)
+    assert len(ended) == 1
 
 
 def test_unix_socket_both_sides(tmp_path: Path) -> None:

@@ -1,20 +1,23 @@
 """The stream layer: line I/O as coroutines, for code that reads top to bottom.
 
-:class:`LineStream` stands on the protocol layer and shares its limits, flow
-control and idle timeout. Unlike ``asyncio.StreamReader`` it hands out lines
-without their delimiter, returns ``None`` at end of stream instead of raising,
-raises :class:`~linechat.LineTooLong` (not ``LimitOverrunError``), and reads
-lazily: bytes are split into lines only when asked for, so a switch to a
-counted read or to TLS (STARTTLS) sees exactly the bytes that follow.
+:class:`LineStream` is a :class:`~linechat.protocol.LineProtocol` read with
+coroutines: it shares the protocol layer's limits, flow control and idle
+timeout. Unlike ``asyncio.StreamReader`` it hands out lines without their
+delimiter, returns ``None`` at end of stream instead of raising, raises
+:class:`~linechat.LineTooLong` (not ``LimitOverrunError``), and reads lazily:
+bytes are split into lines only when asked for, so a switch to a counted read
+or to TLS (STARTTLS) sees exactly the bytes that follow.
 
-Writes are gathered until the event loop's next turn (or until the handler
-waits for input), so a reply of many lines costs one system call.
+A server's handler runs in a :class:`~linechat.handler_task.HandlerTask`:
+when the line it waits for arrives, ``data_received`` resumes it at once,
+and the replies it writes leave in one system call when it waits again.
+One object per connection (the stream is its own protocol) keeps an idle
+connection small.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import ssl
 import types
@@ -24,7 +27,6 @@ from collections.abc import (
     Callable,
     Coroutine,
     Generator,
-    Iterable,
     Sequence,
 )
 from types import TracebackType
@@ -32,6 +34,7 @@ from typing import Any, TypeVar
 
 from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH
+from .handler_task import WAIT_FOR_INPUT, HandlerTask
 from .protocol import LineProtocol
 from .server import LineServer
 
@@ -39,108 +42,11 @@ __all__ = ["LineStream", "StreamServer", "connect", "start_server"]
 
 log = logging.getLogger("linechat.stream")
 
-TASK_NAME = "linechat stream handler"
-_QUIET_CONTEXT = contextvars.Context()
-
 #: Unread input held before the peer stops being read (a waiting reader
 #: always gets to read on, up to the line-length limit).
 READ_HIGH_WATER = 64 * 1024
 
 Handler = Callable[["LineStream"], Coroutine[Any, Any, None]]
-
-
-class _StreamProtocol(LineProtocol):
-    """The protocol under a LineStream: buffers input, fulfils the pending read."""
-
-    __slots__ = ("_reading_paused", "eof", "handler", "stream", "task")
-    coalesce_writes = True
-
-    def __init__(self, handler: Handler | None = None, **options: Any) -> None:
-        super().__init__(**options)
-        self.handler = handler
-        self.stream = LineStream(self, server_side=handler is not None)
-        self.eof = False
-        self.task: asyncio.Task[None] | None = None
-        self._reading_paused = False
-
-    def connection_started(self) -> None:
-        if self.handler is not None:
-            loop = asyncio.get_running_loop()
-            self.task = loop.create_task(self.handler(self.stream), name=TASK_NAME)
-            # Our own callback needs no copy of the handler's context (~64 B each).
-            self.task.add_done_callback(self._handler_done, context=_QUIET_CONTEXT)
-
-    def _handler_done(self, task: asyncio.Task[None]) -> None:
-        """The handler returned or raised: close its connection, never the server."""
-        exc = None if task.cancelled() else task.exception()
-        if isinstance(exc, LineTooLong):
-            self.line_too_long(exc)  # the protocol layer's policy: answer, then close
-        elif exc is not None and not isinstance(
-            exc, ConnectionClosed | ConnectionError | IdleTimeout
-        ):
-            log.error("handler failed for %s; closing its connection", self.peer, exc_info=exc)
-            self.abort()
-            return
-        self.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
-        self.bytes_in += len(data)  # the idle timer watches it
-        stream, framer = self.stream, self.framer
-        if stream._reader is not None:
-            if stream._want < 0 and not framer.buffered and stream._next >= len(stream._lines):
-                stream._split_now(data)  # a line is awaited: no copy into the buffer first
-            else:
-                framer.receive(data)
-            stream._fulfil()
-            return
-        framer.receive(data)
-        if framer.buffered > READ_HIGH_WATER and not self._reading_paused:
-            self._reading_paused = True
-            self._set_reading(False)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self.stream._fulfil()
-        return True  # keep our side open: the handler decides when to close
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.stream._fulfil()
-
-    def resume_writing(self) -> None:
-        # Reading stays paused while unread input is over its high-water mark.
-        self._writing_paused = False
-        self._wake_drainers()
-        if not self._reading_paused:
-            self._set_reading(True)
-
-    def _written(self) -> None:
-        # With no more input in hand the handler will wait for some next:
-        # send now, as asyncio streams do. Otherwise let the batch build up.
-        stream = self.stream
-        if stream._next >= len(stream._lines) and not self.framer.buffered:
-            self._flush()
-        else:
-            super()._written()
-
-    def about_to_wait(self) -> None:
-        """A read must wait: send the replies queued, and read the peer again."""
-        self._flush()
-        if self._reading_paused:
-            self._reading_paused = False
-            if not self._writing_paused:
-                self._set_reading(True)
-
-    def _set_reading(self, on: bool) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            if on:
-                transport.resume_reading()
-            else:
-                transport.pause_reading()
-
 
 _LINE, _NEXT = -1, -2  # what a pending read wants; n >= 0 is readexactly(n)
 
@@ -154,7 +60,97 @@ def _ready(value: T) -> Generator[Any, None, T]:
     yield  # a generator, hence awaitable
 
 
-class LineStream:
+class _Read(Generator[Any, None, Any]):
+    """The awaitable ``readline()`` & co. return when nothing is in hand.
+
+    Awaited by the stream's :class:`HandlerTask` (a server's handler) it
+    yields ``WAIT_FOR_INPUT``, and the task is resumed from ``data_received``
+    with no future at all, usually with the line itself; awaited by anything
+    else (a client's own task) it waits on a future that the input's arrival
+    resolves. Either way it takes what it wants only when resumed, so a read
+    cancelled before that consumes nothing. One per stream, reused: one read
+    may wait at a time.
+    """
+
+    __slots__ = ("_future", "_stream", "active", "want")
+
+    def __init__(self, stream: LineStream) -> None:
+        self._stream = stream
+        self.want = _LINE
+        self.active = False  # handed out and not finished
+        self._future: asyncio.Future[None] | None = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self
+
+    def __next__(self) -> Any:
+        stream = self._stream
+        self._future = None
+        if (  # the usual case, inline: every line read, nothing more in hand
+            stream._next >= len(stream._lines)
+            and not stream.framer.buffered
+            and stream._error is None
+            and not (stream.eof or stream._gone or stream._ended)
+        ):
+            stream._lines, stream._next = (), 0  # let the last batch go, and its chunk
+            stream.framer.commit()
+            return self._park(stream)
+        try:
+            found, value = stream._take(self.want)
+        except BaseException:
+            self.active = False
+            raise
+        if found:
+            self.active = False
+            raise StopIteration(value)
+        return self._park(stream)
+
+    def _park(self, stream: LineStream) -> Any:
+        """Nothing to take: wait (what to yield to whoever runs the awaiting coroutine)."""
+        stream._about_to_wait()
+        task = stream.task
+        if task is not None and task.stepping:
+            return WAIT_FOR_INPUT
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future._asyncio_future_blocking = True
+        self._future = future
+        return future
+
+    def send(self, value: Any) -> Any:
+        if value is None:
+            return self.__next__()
+        self.active = False  # the handler's task hands over the line read for us
+        raise StopIteration(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Cancelled (or anything thrown in): stop waiting, nothing was consumed."""
+        self.close()
+        if val is None:
+            val = typ if isinstance(typ, BaseException) else typ()
+        if tb is not None:
+            val = val.with_traceback(tb)
+        raise val
+
+    def close(self) -> None:
+        self.active = False
+        if self._future is not None:
+            self._future.cancel()
+            self._future = None
+
+    def wake(self) -> None:
+        """Input, end of stream or an error came: resume the reader if it can go on."""
+        stream = self._stream
+        future = self._future
+        if future is not None:
+            if not future.done() and stream._ready_for(self.want):
+                future.set_result(None)
+            return
+        task = stream.task
+        if task is not None and task.waiting_for_input and stream._ready_for(self.want):
+            task.step()
+
+
+class LineStream(LineProtocol):
     """One line-oriented connection, read and written with coroutines.
 
     ``readline()`` returns a line without its delimiter, or ``None`` once the
@@ -162,8 +158,12 @@ class LineStream:
     returned like any other; :attr:`unterminated` then says so.
 
     The read methods return awaitables, not coroutines: a line in hand costs
-    next to nothing, a read that must wait costs one future, and no coroutine
-    frame stays alive while a connection is idle. One read may wait at a time.
+    next to nothing, and a read that must wait costs no allocation (plus a
+    future when a task other than the stream's handler awaits it). One read
+    may wait at a time.
+
+    Made by :func:`connect` and :func:`start_server`; as a protocol it is
+    built with a ``handler`` (server side: run for the connection) or none.
     """
 
     __slots__ = (
@@ -171,24 +171,147 @@ class LineStream:
         "_error",
         "_lines",
         "_next",
-        "_protocol",
-        "_reader",
-        "_want",
-        "server_side",
+        "_read",
+        "_reading_paused",
+        "eof",
+        "task",
         "unterminated",
     )
+    coalesce_writes = True
 
-    def __init__(self, protocol: _StreamProtocol, *, server_side: bool) -> None:
-        self._protocol = protocol
+    def __init__(self, handler: Handler | None = None, **options: Any) -> None:
+        super().__init__(**options)
         # The lines of the framer's last feed(), and how many were handed out.
         self._lines: Sequence[bytes] = ()
         self._next = 0
         self._error: LineTooLong | None = None
         self._ended = False  # the framer has seen the end of stream
-        self._reader: asyncio.Future[Any] | None = None  # the pending read
-        self._want = _LINE
-        self.server_side = server_side
+        self._read: _Read | None = None  # made at the first read that waits
+        self._reading_paused = False
+        #: The peer has sent its end of stream.
+        self.eof = False
         self.unterminated = False
+        #: Runs the handler (server side), from the connection on.
+        self.task = None if handler is None else HandlerTask(handler(self), self)
+
+    @property
+    def server_side(self) -> bool:
+        return self.task is not None
+
+    @property
+    def protocol(self) -> LineProtocol:
+        """The protocol-layer view of this connection (the stream itself)."""
+        return self
+
+    # -- the handler -----------------------------------------------------------
+
+    def connection_started(self) -> None:
+        if self.task is not None:
+            self.task.start()
+
+    def handler_done(self, exc: BaseException | None, cancelled: bool) -> None:
+        """The handler returned or raised: close its connection, never the server."""
+        if isinstance(exc, LineTooLong):
+            self.line_too_long(exc)  # the protocol layer's policy: answer, then close
+        elif exc is not None and not isinstance(
+            exc, ConnectionClosed | ConnectionError | IdleTimeout
+        ):
+            log.error("handler failed for %s; closing its connection", self.peer, exc_info=exc)
+            self.abort()
+            return
+        self.close()
+
+    # -- input (asyncio.Protocol) ------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.bytes_in += len(data)  # the idle timer watches it
+        framer = self.framer
+        read = self._read
+        if read is None or not read.active:
+            framer.receive(data)
+            if framer.buffered > READ_HIGH_WATER and not self._reading_paused:
+                self._reading_paused = True
+                self._set_reading(False)
+            return
+        if read.want < 0 and self._next >= len(self._lines) and not self._ended and not self._error:
+            # A line is awaited and every earlier one was read: split now (feed()
+            # also returns complete lines received earlier, first).
+            try:
+                lines = framer.feed(data)
+            except LineTooLong as exc:
+                lines, self._error = exc.lines, exc
+            if lines:
+                self._lines, self._next = lines, 0
+                self.lines_in += len(lines)
+        else:
+            framer.receive(data)
+        # Replies the handler writes now leave together, when it waits again.
+        self._in_chunk = True
+        try:
+            task = self.task
+            i = self._next
+            if task is not None and task.waiting_for_input and i < len(self._lines):
+                self._next = i + 1  # the common case: hand the handler its line
+                task.step(self._lines[i])
+            else:
+                read.wake()
+        finally:
+            # _end_chunk(), inline: this runs once per chunk received.
+            self._in_chunk = False
+            out = self._out
+            if out and self.transport is not None:
+                reply = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self.bytes_out += len(reply)
+                self.transport.write(reply)
+            if self._closing and self.transport is not None:
+                self.transport.close()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._input_changed()
+        return True  # keep our side open: the handler decides when to close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        never_connected = self.transport is None
+        super().connection_lost(exc)
+        if self.task is not None and never_connected:
+            self.task.discard()  # the handler never ran
+        self._input_changed()
+
+    def resume_writing(self) -> None:
+        # Reading stays paused while unread input is over its high-water mark.
+        self._writing_paused = False
+        self._wake_drainers()
+        if not self._reading_paused:
+            self._set_reading(True)
+
+    def _written(self) -> None:
+        # With no more input in hand the handler will wait for some next:
+        # send now, as asyncio streams do. Otherwise let the batch build up.
+        if self._next >= len(self._lines) and not self.framer.buffered:
+            self._flush()
+        else:
+            super()._written()
+
+    def _about_to_wait(self) -> None:
+        """A read must wait: send the replies queued, and read the peer again."""
+        if not self._in_chunk:  # else data_received sends them as it returns
+            self._flush()
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self._writing_paused:
+                self._set_reading(True)
+
+    def _set_reading(self, on: bool) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if on:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
 
     # -- reading -----------------------------------------------------------
 
@@ -198,7 +321,7 @@ class LineStream:
         if i < len(self._lines):  # the fast path: a line in hand
             self._next = i + 1
             return _ready(self._lines[i])
-        return self._read(_LINE)
+        return self._wait(_LINE)
 
     def readexactly(self, n: int) -> Awaitable[bytes]:
         """Exactly ``n`` raw bytes (a counted payload); mixes freely with lines.
@@ -207,7 +330,7 @@ class LineStream:
         """
         if n < 0:
             raise ValueError("n must be >= 0")
-        return self._read(n)
+        return self._wait(n)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -217,56 +340,55 @@ class LineStream:
         if i < len(self._lines):
             self._next = i + 1
             return _ready(self._lines[i])
-        return self._read(_NEXT)
+        read = self._read  # _wait(_NEXT), inline: once per line a handler waits for
+        if read is None or read.active:
+            return self._wait(_NEXT)
+        read.active = True
+        read.want = _NEXT
+        return read
 
     def resync(self) -> None:
         """After :class:`LineTooLong`: skip the rest of that line and read on."""
-        self._protocol.framer.resync()
+        self.framer.resync()
 
-    def _read(self, want: int) -> asyncio.Future[Any]:
-        if self._reader is not None and not self._reader.done():
+    def _wait(self, want: int) -> _Read:
+        read = self._read
+        if read is None:
+            read = self._read = _Read(self)
+        elif read.active:
             raise RuntimeError("another read is already waiting on this stream")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._reader, self._want = future, want
-        self._fulfil()
-        if self._reader is not None:
-            self._protocol.about_to_wait()
-        return future
+        read.active = True
+        read.want = want
+        return read
 
-    def _fulfil(self) -> None:
-        """Settle the pending read if what it wants is here (or never will be)."""
-        future = self._reader
-        if future is None:
-            return
-        if future.done():  # cancelled by its awaiter: nothing was consumed
-            self._reader = None
-            return
-        try:
-            found, value = self._take(self._want)
-        except BaseException as exc:
-            self._reader = None
-            future.set_exception(exc)
-            return
-        if found:
-            self._reader = None
-            future.set_result(value)
+    def _input_changed(self) -> None:
+        """Input, end of stream or connection loss: wake the read waiting, if any."""
+        read = self._read
+        if read is not None and read.active:
+            read.wake()
 
-    def _split_now(self, data: bytes) -> None:
-        """Frame a chunk straight away (every earlier line was read, a line is awaited)."""
-        if self._ended or self._error is not None:
-            self._protocol.framer.receive(data)
-            return
+    def _ready_for(self, want: int) -> bool:
+        """Would a read of ``want`` finish now? (Frames buffered input; consumes nothing.)"""
+        if want >= 0 or self._next < len(self._lines) or self._error is not None:
+            return True  # a counted read looks for itself
+        if self.eof or self._gone or self._ended:
+            return True
+        framer = self.framer
+        if not framer.buffered:
+            return False
         try:
-            lines = self._protocol.framer.feed(data)
+            lines = framer.feed(b"")
         except LineTooLong as exc:
             lines, self._error = exc.lines, exc
         if lines:
             self._lines, self._next = lines, 0
-            self._protocol.lines_in += len(lines)
+            self.lines_in += len(lines)
+            return True
+        return self._error is not None
 
     def _take(self, want: int) -> tuple[bool, Any]:
-        protocol, framer = self._protocol, self._protocol.framer
-        finished = protocol.eof or protocol._gone
+        framer = self.framer
+        finished = self.eof or self._gone
         if want >= 0:
             if self._next < len(self._lines):
                 framer.rewind(self._next)
@@ -297,7 +419,7 @@ class LineStream:
                 lines, self._error = exc.lines, exc
             if lines:
                 self._lines, self._next = lines, 1
-                protocol.lines_in += len(lines)
+                self.lines_in += len(lines)
                 return True, lines[0]
             if self._error is not None:
                 error, self._error = self._error, None
@@ -308,53 +430,37 @@ class LineStream:
             rest = framer.feed_eof()
             if rest:
                 self.unterminated = True
-                protocol.lines_in += 1
+                self.lines_in += 1
                 return True, rest[0]
         # Every byte the peer sent was handed out: say how the stream ended.
-        reason = protocol.close_exception
+        reason = self.close_exception
         if isinstance(reason, IdleTimeout):
             raise reason
-        if reason is not None and not protocol.eof:
+        if reason is not None and not self.eof:
             raise ConnectionClosed(str(reason) or type(reason).__name__) from reason
         if want == _NEXT:
             raise StopAsyncIteration
         return True, None
 
-    # -- writing -----------------------------------------------------------
-
-    def write_line(self, line: bytes | str) -> None:
-        """Queue one line; it leaves with the others at the loop's next turn."""
-        self._protocol.write_line(line)
-
-    def write_lines(self, lines: Iterable[bytes | str], *, prefix: bytes = b"") -> None:
-        self._protocol.write_lines(lines, prefix=prefix)
-
-    def write_raw(self, data: bytes) -> None:
-        self._protocol.write_raw(data)
+    # -- writing (write_line, write_lines, write_raw: the protocol layer's) ----
 
     async def drain(self) -> None:
         """Send what is queued; wait while the peer is not reading (flow control)."""
-        protocol = self._protocol
-        if protocol.closed.done():
-            raise ConnectionClosed(str(protocol.close_exception or "connection is closed"))
-        protocol._flush()
-        await protocol.drain()
+        if self.closed.done():
+            raise ConnectionClosed(str(self.close_exception or "connection is closed"))
+        self._flush()
+        await super().drain()
 
     def write_eof(self) -> None:
         """Half-close: send what is queued, then tell the peer we are done sending."""
-        protocol = self._protocol
-        protocol._flush()
-        if protocol.transport is not None and protocol.transport.can_write_eof():
-            protocol.transport.write_eof()
+        self._flush()
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
 
     async def aclose(self) -> None:
         """Send what is queued, close, and wait until the connection is gone."""
-        self._protocol.close()
-        await asyncio.shield(self._protocol.closed)
-
-    def abort(self) -> None:
-        """Drop the connection now."""
-        self._protocol.abort()
+        self.close()
+        await asyncio.shield(self.closed)
 
     async def __aenter__(self) -> LineStream:
         return self
@@ -373,6 +479,7 @@ class LineStream:
         self,
         context: ssl.SSLContext,
         *,
+        server_side: bool | None = None,
         server_hostname: str | None = None,
         handshake_timeout: float | None = None,
     ) -> None:
@@ -381,14 +488,15 @@ class LineStream:
         A peer that pipelined anything after its STARTTLS command is injecting
         plaintext into the coming TLS session (CVE-2011-0411):
         :class:`ProtocolError` is raised and the caller should close.
+        ``server_side`` defaults to the stream's side (a handler's: server).
         """
         if self._next < len(self._lines):
             raise ProtocolError(
                 "peer sent data before the TLS handshake (plaintext injection, CVE-2011-0411)"
             )
-        await self._protocol.start_tls(
+        await super().start_tls(
             context,
-            server_side=self.server_side,
+            server_side=self.server_side if server_side is None else server_side,
             server_hostname=server_hostname,
             handshake_timeout=handshake_timeout,
         )
@@ -396,26 +504,13 @@ class LineStream:
     # -- about the connection ------------------------------------------------
 
     @property
-    def peer(self) -> Any:
-        """The peer's address (``(host, port)``, or a path for Unix sockets)."""
-        return self._protocol.peer
-
-    @property
     def tls(self) -> ssl.SSLObject | None:
         """The TLS session (version, cipher, peer certificate), or ``None``."""
         return self.get_extra_info("ssl_object")  # type: ignore[no-any-return]
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        transport = self._protocol.transport
+        transport = self.transport
         return default if transport is None else transport.get_extra_info(name, default)
-
-    @property
-    def closed(self) -> asyncio.Future[None]:
-        return self._protocol.closed
-
-    @property
-    def protocol(self) -> LineProtocol:
-        return self._protocol
 
 
 async def connect(
@@ -434,8 +529,8 @@ async def connect(
     """Open a line connection over TCP (``host``, ``port``) or a Unix socket."""
     loop = asyncio.get_running_loop()
 
-    def factory() -> _StreamProtocol:
-        return _StreamProtocol(
+    def factory() -> LineStream:
+        return LineStream(
             delimiter=delimiter,
             max_line_length=max_line_length,
             lenient=lenient,
@@ -453,8 +548,8 @@ async def connect(
             factory, host, port, ssl=ssl, server_hostname=server_hostname if ssl else None
         )
     async with asyncio.timeout(connect_timeout):
-        _, protocol = await opening
-    return protocol.stream
+        _, stream = await opening
+    return stream
 
 
 class StreamServer:
@@ -494,7 +589,7 @@ def stream_protocol_factory(handler: Handler, **options: Any) -> Callable[[], Li
     """A protocol factory that runs ``handler(stream)`` for each connection."""
 
     def factory() -> LineProtocol:
-        return _StreamProtocol(handler, **options)
+        return LineStream(handler, **options)
 
     return factory
 
