@@ -95,11 +95,21 @@ SERVERS = [
         _linechat("--loop", "asyncio", "--layer", "stream"),
         "linechat serve, stream layer, asyncio loop",
     ),
+    Server(
+        "linechat-stream-uvloop",
+        _linechat("--loop", "uvloop", "--layer", "stream"),
+        "linechat serve, stream layer, uvloop",
+    ),
     Server("seed", _script("seed_server.py"), "the seed's ChatProtocol algorithm, asyncio"),
     Server(
         "asyncio-streams",
         _script("streams_server.py"),
         "asyncio streams: readuntil + write + drain per line",
+    ),
+    Server(
+        "asyncio-streams-uvloop",
+        _script("streams_server.py", "--loop", "uvloop"),
+        "the same asyncio streams echo on uvloop",
     ),
     Server("twisted", _script("twisted_server.py"), "Twisted LineReceiver, epoll reactor"),
     Server(
@@ -560,36 +570,36 @@ def run_cell(
     raw: list[dict[str, Any]],
     opts: argparse.Namespace,
     logdir: Path,
+    run: int,
 ) -> str | None:
-    """All runs of one cell, each on a fresh server; a reason if the server won't start."""
-    for run in range(opts.runs):
-        label = f"{server.name} / {sc.name} / run {run + 1}/{opts.runs}"
+    """One run of one cell, on a fresh server; a reason if the server won't start."""
+    label = f"{server.name} / {sc.name} / run {run + 1}/{opts.runs}"
+    try:
+        srv = RunningServer(server, opts.server_cpu, logdir)
+    except BenchError as exc:
+        return str(exc)
+    try:
         try:
-            srv = RunningServer(server, opts.server_cpu, logdir)
+            srv.wait_ready()
         except BenchError as exc:
-            return str(exc)
+            return f"`{shlex.join(srv.argv[3:])}` {exc}"
         try:
-            try:
-                srv.wait_ready()
-            except BenchError as exc:
-                return f"`{shlex.join(srv.argv[3:])}` {exc}"
-            try:
-                result = run_idle(srv, sc, opts) if sc.idle else run_load(srv, sc, opts)
-            except BenchError as exc:
-                c.errors.append(str(exc).replace("\n", " "))
-                log(f"FAIL {label}: {exc}")
-                continue
-        finally:
-            srv.stop()
-        c.results.append(result)
-        raw.append({"server": server.name, "scenario": sc.name, **result})
-        if sc.idle:
-            log(f"{label}: {result['kib_per_conn']:.2f} KiB/conn")
-        else:
-            log(
-                f"{label}: {result['rt_per_s']:,.0f} RT/s, p50 {result['p50_us']:,.0f} µs, "
-                f"p99 {result['p99_us']:,.0f} µs, {result['cpu_us_per_rt']:.2f} server CPU µs/RT"
-            )
+            result = run_idle(srv, sc, opts) if sc.idle else run_load(srv, sc, opts)
+        except BenchError as exc:
+            c.errors.append(str(exc).replace("\n", " "))
+            log(f"FAIL {label}: {exc}")
+            return None
+    finally:
+        srv.stop()
+    c.results.append(result)
+    raw.append({"server": server.name, "scenario": sc.name, **result})
+    if sc.idle:
+        log(f"{label}: {result['kib_per_conn']:.2f} KiB/conn")
+    else:
+        log(
+            f"{label}: {result['rt_per_s']:,.0f} RT/s, p50 {result['p50_us']:,.0f} µs, "
+            f"p99 {result['p99_us']:,.0f} µs, {result['cpu_us_per_rt']:.2f} server CPU µs/RT"
+        )
     return None
 
 
@@ -647,14 +657,18 @@ def main(argv: list[str] | None = None) -> int:
     skipped: dict[str, str] = {}
     raw: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="echo-bench-") as tmp:
-        for server in servers:
+        # Runs interleaved (run 1 of every server, then run 2...): a change in
+        # the machine's load over the minutes of a benchmark hits every server.
+        for run in range(opts.runs):
             for sc in scenarios:
-                c = cells.setdefault((server.name, sc.name), Cell())
-                reason = run_cell(server, sc, c, raw, opts, Path(tmp))
-                if reason is not None:
-                    skipped[server.name] = reason
-                    log(f"SKIP {server.name}: {reason}")
-                    break
+                for server in servers:
+                    if server.name in skipped:
+                        continue
+                    c = cells.setdefault((server.name, sc.name), Cell())
+                    reason = run_cell(server, sc, c, raw, opts, Path(tmp), run)
+                    if reason is not None:
+                        skipped[server.name] = reason
+                        log(f"SKIP {server.name}: {reason}")
     text = report(cells, servers, scenarios, skipped, opts, command)
     print(text)
     if opts.markdown:
