@@ -95,10 +95,15 @@ class _Read(Generator[Any, None, Any]):
             stream._lines, stream._next = (), 0  # let the last batch go, and its chunk
             stream.framer.commit()
             task = stream.task
-            if task is not None and task.stepping and stream._in_chunk:
-                # Run from data_received, which sends the replies as it returns.
-                if not stream._reading_paused:
-                    return WAIT_FOR_INPUT
+            # Run from data_received (which sends the replies as it returns)
+            # with reading on: nothing to do but wait.
+            if (
+                task is not None
+                and task.stepping
+                and stream._in_chunk
+                and not stream._reading_paused
+            ):
+                return WAIT_FOR_INPUT
             return self._park(stream)
         try:
             found, value = stream._take(self.want)
