@@ -320,12 +320,12 @@ def test_handlers_keep_their_own_context_variables() -> None:
 
 
 def test_handler_reads_awaited_by_other_tasks_and_cancelled_mid_wait() -> None:
-    """wait_for and create_task await the handler's reads from real Tasks."""
+    """wait_for and ensure_future await the handler's reads from real Tasks."""
 
     async def handler(stream: LineStream) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stream.readline(), 0.1)  # cancelled: consumes nothing
-        reader = asyncio.create_task(stream.readline())
+        reader = asyncio.ensure_future(stream.readline())
         stream.write_line(b"ready")
         stream.write_line(b"task read " + (await reader or b"?"))
         async for line in stream:
