@@ -237,26 +237,11 @@ class LineFramer:
         if self._lenient and 13 in data:  # a CR (int in bytes: a memchr)
             # Split on CRLF; only if bare LFs are left, pay for a copy.
             lines = data.split(b"\r\n")
-            if data.count(b"\n") != len(lines) - 1:
-                text = data.replace(b"\r\n", b"\n")
-                return self._lines(text.split(b"\n"), len(text), b"", data)
-            size = len(data) - len(lines) + 1
-        else:
-            lines = data.split(self._sep)
-            size = len(data)
-        # _lines(lines, size, b"", data), inline: once per chunk, most chunks.
-        tail = lines.pop()
-        if size > self._max:
-            self._check_limit(lines, tail, size, b"", data)
-        if tail:
-            self._buf += tail
-            n, overlap = len(tail), self._overlap
-            self._scan_from = n - overlap if n > overlap else 0
-        else:
-            self._scan_from = 0
-        self._source = data
-        self._head = b""
-        return lines
+            if data.count(b"\n") == len(lines) - 1:
+                return self._lines(lines, len(data) - len(lines) + 1, b"", data)
+            text = data.replace(b"\r\n", b"\n")
+            return self._lines(text.split(b"\n"), len(text), b"", data)
+        return self._lines(data.split(self._sep), len(data), b"", data)
 
     def _lines(self, lines: list[bytes], size: int, head: bytes, data: bytes) -> list[bytes]:
         """Finish a feed: ``lines`` were split from ``head + data`` (``size`` bytes)."""

@@ -268,16 +268,7 @@ class LineStream(LineProtocol):
             else:
                 read.wake()
         finally:
-            # _end_chunk(), inline: this runs once per chunk received.
-            self._in_chunk = False
-            out = self._out
-            if out and self.transport is not None:
-                reply = out[0] if len(out) == 1 else b"".join(out)
-                out.clear()
-                self.bytes_out += len(reply)
-                self.transport.write(reply)
-            if self._closing and self.transport is not None:
-                self.transport.close()
+            self._end_chunk()
 
     def eof_received(self) -> bool:
         self.eof = True
