@@ -585,3 +585,43 @@ def test_write_eof_half_closes_and_the_answers_still_come() -> None:
             await stream.aclose()
 
     run(main)
+
+
+def test_input_handed_over_from_inside_a_task_runs_the_handler_next_turn() -> None:
+    """asyncio allows one current task: input delivered from inside one is not lost."""
+
+    class Transport(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent: list[bytes] = []
+
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            self.sent.append(bytes(data))
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return default
+
+        def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+            pass
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            stream.write_line(b"got " + line)
+
+    async def main() -> None:
+        stream = LineStream(handler)
+        transport = Transport()
+        stream.connection_made(transport)
+        await asyncio.sleep(0)  # the handler starts, and waits for a line
+        assert stream.task is not None and stream.task.waiting_for_input
+        stream.data_received(b"one\r\n")  # from inside main()'s Task
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert b"".join(transport.sent) == b"got one\r\n"
+        stream.connection_lost(None)
+        await asyncio.sleep(0)
+
+    run(main)
