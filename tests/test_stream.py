@@ -194,6 +194,33 @@ def test_server_idle_timeout_closes_the_silent_peer() -> None:
     run(main)
 
 
+def test_server_idle_timeout_spares_a_talking_peer() -> None:
+    """One idle watch looks at every connection of the server: each is judged on its own."""
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            stream.write_line(line)
+
+    async def main() -> None:
+        server, port = await serving(handler, idle_timeout=0.3)
+        async with server:  # type: ignore[attr-defined]
+            silent = await linechat.connect("127.0.0.1", port)
+            talker = await linechat.connect("127.0.0.1", port)
+            closing = asyncio.ensure_future(silent.readline())
+            for i in range(8):  # 0.8 s of a line every 0.1 s
+                talker.write_line(b"%d" % i)
+                assert await talker.readline() == b"%d" % i
+                await asyncio.sleep(0.1)
+            assert closing.done()
+            assert await closing is None  # closed by the server meanwhile
+            talker.write_line(b"still here")
+            assert await talker.readline() == b"still here"
+            await silent.aclose()
+            await talker.aclose()
+
+    run(main)
+
+
 def test_connection_refused_is_oserror() -> None:
     async def main() -> None:
         with pytest.raises(ConnectionRefusedError):
