@@ -1,7 +1,8 @@
 """Running a stream handler's coroutine without an ``asyncio.Task``.
 
-A Task per connection costs about 550 bytes while the connection is idle,
-and each line a waiting handler receives makes a trip through the event loop:
+A Task per connection and the future it waits on cost about 700 bytes while
+the connection is idle, and each line a waiting handler receives makes a trip
+through the event loop:
 the read's future is resolved, the Task's wake-up is scheduled, and the
 handler runs only on the loop's next turn. A :class:`HandlerTask` resumes
 the handler right inside ``data_received`` when the input it waits for has
@@ -26,7 +27,8 @@ from typing import Any, Protocol, cast
 __all__ = ["WAIT_FOR_INPUT", "HandlerTask"]
 
 #: Yielded to the HandlerTask by a read that must wait for input: the task
-#: then waits, with no future, until :meth:`HandlerTask.input_arrived`.
+#: then waits, with no future, until the input's arrival calls
+#: :meth:`HandlerTask.step` (``waiting_for_input`` says it may).
 WAIT_FOR_INPUT: Any = object()
 
 # asyncio's own bookkeeping of the current task (C functions, used by every Task).
