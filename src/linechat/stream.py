@@ -248,13 +248,7 @@ class LineStream(LineProtocol):
         if read.want < 0 and self._next >= len(self._lines) and not self._ended and not self._error:
             # A line is awaited and every earlier one was read: split now (feed()
             # also returns complete lines received earlier, first).
-            try:
-                lines = framer.feed(data)
-            except LineTooLong as exc:
-                lines, self._error = exc.lines, exc
-            if lines:
-                self._lines, self._next = lines, 0
-                self.lines_in += len(lines)
+            self._frame(data)
         else:
             framer.receive(data)
         # Replies the handler writes now leave together, when it waits again.
@@ -374,18 +368,23 @@ class LineStream(LineProtocol):
             return True  # a counted read looks for itself
         if self.eof or self._gone or self._ended:
             return True
-        framer = self.framer
-        if not framer.buffered:
-            return False
+        return bool(self.framer.buffered) and (bool(self._frame(b"")) or self._error is not None)
+
+    def _frame(self, data: bytes) -> list[bytes]:
+        """Split ``data`` and what is buffered into lines in hand (``_lines``).
+
+        Every line handed out before: the new ones replace them. A line over
+        the limit is kept in ``_error``, raised once the lines before it were
+        read. Returns the new lines.
+        """
         try:
-            lines = framer.feed(b"")
+            lines = self.framer.feed(data)
         except LineTooLong as exc:
             lines, self._error = exc.lines, exc
         if lines:
             self._lines, self._next = lines, 0
             self.lines_in += len(lines)
-            return True
-        return self._error is not None
+        return lines
 
     def _take(self, want: int) -> tuple[bool, Any]:
         framer = self.framer
@@ -414,13 +413,8 @@ class LineStream(LineProtocol):
         if not self._ended:
             if not framer.buffered and not finished:
                 return False, None
-            try:
-                lines = framer.feed(b"")
-            except LineTooLong as exc:
-                lines, self._error = exc.lines, exc
-            if lines:
-                self._lines, self._next = lines, 1
-                self.lines_in += len(lines)
+            if lines := self._frame(b""):
+                self._next = 1
                 return True, lines[0]
             if self._error is not None:
                 error, self._error = self._error, None
