@@ -7,6 +7,7 @@ one that speaks first, one that resets, one that sends garbage, STARTTLS.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -632,7 +633,9 @@ def home(tmp_path: Path) -> Path:
     return folder
 
 
-def spawn(home: Path, *args: str, **env: str) -> pexpect.spawn:
+@contextlib.contextmanager
+def terminal(home: Path, *args: str, **env: str) -> Iterator[pexpect.spawn]:
+    """``linechat connect *args`` in a pty, killed when the block ends."""
     environment = {
         **os.environ,
         "HOME": str(home),
@@ -643,13 +646,17 @@ def spawn(home: Path, *args: str, **env: str) -> pexpect.spawn:
     }
     if "NO_COLOR" not in env:
         environment.pop("NO_COLOR", None)
-    return pexpect.spawn(
+    child = pexpect.spawn(
         sys.executable,
         ["-m", "linechat", "connect", *args],
         env=environment,
         timeout=10,
         dimensions=(40, 200),
     )
+    try:
+        yield child
+    finally:
+        child.close(force=True)
 
 
 def finish(child: pexpect.spawn) -> int:
@@ -661,8 +668,7 @@ def finish(child: pexpect.spawn) -> int:
 
 def test_tty_seed_session(serve: Callable[..., Served], home: Path) -> None:
     served = serve()
-    child = spawn(home, served.host, str(served.port))
-    try:
+    with terminal(home, served.host, str(served.port)) as child:
         child.expect("connected to 127.0.0.1:")
         for line in ("Hello!", "This is a line.", "This is another."):
             child.sendline(line)
@@ -670,8 +676,6 @@ def test_tty_seed_session(serve: Callable[..., Served], home: Path) -> None:
         child.sendline(".")
         child.expect("connection closed by the server")
         assert finish(child) == 0
-    finally:
-        child.close(force=True)
 
 
 def test_tty_server_line_arrives_while_typing(
@@ -688,8 +692,7 @@ def test_tty_server_line_arrives_while_typing(
         conn.send(b"done\r\n")
 
     server = peer(script)
-    child = spawn(home, "127.0.0.1", str(server.port), "--no-history")
-    try:
+    with terminal(home, "127.0.0.1", str(server.port), "--no-history") as child:
         child.expect("connected to")
         child.send("half typed")
         child.expect("half typed")
@@ -700,27 +703,21 @@ def test_tty_server_line_arrives_while_typing(
         child.expect("done")
         child.expect("connection closed by the server")
         assert finish(child) == 0
-    finally:
-        child.close(force=True)
     server.join()
     assert got == [b"half typed and finished\r\n"]
 
 
 def test_tty_history_is_kept_across_runs(serve: Callable[..., Served], home: Path) -> None:
     served = serve()
-    child = spawn(home, served.host, str(served.port))
-    try:
+    with terminal(home, served.host, str(served.port)) as child:
         child.expect("connected to")
         child.sendline("remember me")
         child.expect("You sent: remember me")
         child.sendline(".")
         assert finish(child) == 0
-    finally:
-        child.close(force=True)
     assert "remember me" in (home / "state" / "linechat" / "history").read_text()
 
-    child = spawn(home, served.host, str(served.port))
-    try:
+    with terminal(home, served.host, str(served.port)) as child:
         child.expect("connected to")
         child.send("\x1b[A")  # up arrow: the last line of the last run (".")
         child.send("\x1b[A")  # and the one before
@@ -729,21 +726,16 @@ def test_tty_history_is_kept_across_runs(serve: Callable[..., Served], home: Pat
         child.expect("You sent: remember me")
         child.send("\x03")
         finish(child)
-    finally:
-        child.close(force=True)
 
 
 def test_tty_no_history(serve: Callable[..., Served], home: Path) -> None:
     served = serve()
-    child = spawn(home, served.host, str(served.port), "--no-history")
-    try:
+    with terminal(home, served.host, str(served.port), "--no-history") as child:
         child.expect("connected to")
         child.sendline("forget me")
         child.expect("You sent: forget me")
         child.sendline(".")
         assert finish(child) == 0
-    finally:
-        child.close(force=True)
     assert not (home / "state" / "linechat" / "history").exists()
 
 
@@ -758,23 +750,19 @@ def test_tty_ctrl_d_closes_our_side_and_waits(
         conn.send(b"goodbye after your end\r\n")
 
     server = peer(script)
-    child = spawn(home, "127.0.0.1", str(server.port))
-    try:
+    with terminal(home, "127.0.0.1", str(server.port)) as child:
         child.expect("connected to")
         child.sendline("one")
         child.expect("got one")
         child.send("\x04")
         child.expect("goodbye after your end")
         assert finish(child) == 0
-    finally:
-        child.close(force=True)
     server.join()
 
 
 def test_tty_ctrl_c_quits_at_once(serve: Callable[..., Served], home: Path) -> None:
     served = serve()
-    child = spawn(home, served.host, str(served.port))
-    try:
+    with terminal(home, served.host, str(served.port)) as child:
         child.expect("connected to")
         child.send("typing something")
         child.expect("typing something")
@@ -782,8 +770,6 @@ def test_tty_ctrl_c_quits_at_once(serve: Callable[..., Served], home: Path) -> N
         child.send("\x03")
         assert finish(child) == 130
         assert time.monotonic() - started < 5
-    finally:
-        child.close(force=True)
 
 
 def test_tty_received_garbage_is_escaped(
@@ -794,8 +780,7 @@ def test_tty_received_garbage_is_escaped(
         conn.until_eof()
 
     server = peer(script)
-    child = spawn(home, "127.0.0.1", str(server.port), NO_COLOR="1")
-    try:
+    with terminal(home, "127.0.0.1", str(server.port), NO_COLOR="1") as child:
         child.expect("connected to")
         # Each escape is a run of its own (in reverse video), between plain runs.
         for part in (
@@ -813,8 +798,6 @@ def test_tty_received_garbage_is_escaped(
         assert b"\x1b]0;pwned" not in screen and b"\x1b[2J" not in screen
         child.send("\x04")
         assert finish(child) == 0
-    finally:
-        child.close(force=True)
     server.join()
 
 
@@ -822,16 +805,13 @@ def test_tty_colour_and_no_color(serve: Callable[..., Served], home: Path) -> No
     served = serve()
     outputs = {}
     for name, env in (("colour", {}), ("plain", {"NO_COLOR": "1"})):
-        child = spawn(home, served.host, str(served.port), "--no-history", **env)
-        try:
+        with terminal(home, served.host, str(served.port), "--no-history", **env) as child:
             child.expect("connected to")
             child.sendline("hi")
             child.expect("You sent: hi")
             child.sendline(".")
             child.expect(pexpect.EOF)
             outputs[name] = child.before
-        finally:
-            child.close(force=True)
     green = re.compile(rb"\x1b\[[0-9;]*3[2]m")  # ANSI green: what the user sent
     assert green.search(outputs["colour"])
     assert not green.search(outputs["plain"])
