@@ -211,19 +211,24 @@ def bench_haproxy(opts: argparse.Namespace) -> list[tuple[str, str, dict[str, fl
     return rows
 
 
+def _table(head: str, rows: list[tuple[str, str, dict[str, float]]]) -> list[str]:
+    """A markdown table: ``head``'s first columns, then the latency columns, a row per result."""
+    lines = [f"{head} | p50 µs | p99 µs |", "|---|---|--:|--:|--:|--:|"]
+    for scenario, name, m in rows:
+        lines.append(
+            f"| {scenario} | {name} | {m['rt_per_s']:,.0f} | {m['rt_per_cpu_s']:,.0f} "
+            f"| {m['p50_us']:,.0f} | {m['p99_us']:,.0f} |"
+        )
+    return lines
+
+
 def report(workers: list[Any], haproxy: list[Any], opts: argparse.Namespace) -> str:
     lines = [
         f"Command: `.venv/bin/python bench/scale.py --runs {opts.runs} "
         f"--duration {opts.duration}` (medians of {opts.runs} runs; nproc {os.cpu_count()})",
         "",
-        "| load | server | round trips/s | round trips per server CPU-s | p50 µs | p99 µs |",
-        "|---|---|--:|--:|--:|--:|",
+        *_table("| load | server | round trips/s | round trips per server CPU-s", workers),
     ]
-    for scenario, name, m in workers:
-        lines.append(
-            f"| {scenario} | {name} | {m['rt_per_s']:,.0f} | {m['rt_per_cpu_s']:,.0f} "
-            f"| {m['p50_us']:,.0f} | {m['p99_us']:,.0f} |"
-        )
     by = {(s, n): m for s, n, m in workers}
     lines.append("")
     for scenario in ("100 x 16", "1000 x 1"):
@@ -235,17 +240,9 @@ def report(workers: list[Any], haproxy: list[Any], opts: argparse.Namespace) -> 
                 f"{two['rt_per_s'] / one['rt_per_s']:.2f}x the round trips/s."
             )
     if haproxy:
-        lines += [
-            "",
-            "| load | path | round trips/s | round trips per CPU-s (server + haproxy) "
-            "| p50 µs | p99 µs |",
-            "|---|---|--:|--:|--:|--:|",
-        ]
-        for scenario, name, m in haproxy:
-            lines.append(
-                f"| {scenario} | {name} | {m['rt_per_s']:,.0f} | {m['rt_per_cpu_s']:,.0f} "
-                f"| {m['p50_us']:,.0f} | {m['p99_us']:,.0f} |"
-            )
+        lines.append("")
+        head = "| load | path | round trips/s | round trips per CPU-s (server + haproxy)"
+        lines += _table(head, haproxy)
         hp = {(s, n): m for s, n, m in haproxy}
         lines.append("")
         for scenario in ("1 x 1", "100 x 1"):
