@@ -6,11 +6,28 @@ import argparse
 import asyncio
 from collections.abc import Callable
 
-__all__ = ["CliError", "loop_factory", "non_negative_float", "port_number", "positive_int"]
+__all__ = [
+    "CliError",
+    "add_loop_option",
+    "loop_factory",
+    "non_negative_float",
+    "port_number",
+    "positive_int",
+]
 
 
 class CliError(Exception):
     """A failure to report as one line on stderr, with no traceback."""
+
+
+def add_loop_option(parser: argparse.ArgumentParser, auto: str) -> None:
+    """``--loop auto|asyncio|uvloop``; ``auto`` says what auto picks."""
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help=f"event loop (auto: {auto})",
+    )
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -27,7 +27,7 @@ from ..client.session import (
     connect,
     describe_error,
 )
-from .common import CliError, loop_factory, non_negative_float, port_number
+from .common import CliError, add_loop_option, loop_factory, non_negative_float, port_number
 
 if TYPE_CHECKING:
     from ..client.transcript import Transcript
@@ -112,12 +112,7 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="do not keep the line editor's history ($XDG_STATE_HOME/linechat/history)",
     )
-    parser.add_argument(
-        "--loop",
-        choices=["auto", "asyncio", "uvloop"],
-        default="auto",
-        help="event loop (auto: uvloop in pipe mode when installed)",
-    )
+    add_loop_option(parser, "uvloop in pipe mode when installed")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="report the connection and STARTTLS on stderr"
     )

@@ -20,7 +20,14 @@ from ..protocol import LineProtocol
 from ..server import DEFAULT_GRACE, LineServer, ProxyPolicy, tls_server_context
 from ..services import echo
 from ..stream import Handler, stream_protocol_factory
-from .common import CliError, loop_factory, non_negative_float, port_number, positive_int
+from .common import (
+    CliError,
+    add_loop_option,
+    loop_factory,
+    non_negative_float,
+    port_number,
+    positive_int,
+)
 from .workers import Supervisor, cpu_count, reserve_port
 
 __all__ = ["add_parser"]
@@ -97,12 +104,7 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help=f"on SIGINT/SIGTERM, time left to finish (default {DEFAULT_GRACE:g})",
     )
-    parser.add_argument(
-        "--loop",
-        choices=["auto", "asyncio", "uvloop"],
-        default="auto",
-        help="event loop (auto: uvloop when installed)",
-    )
+    add_loop_option(parser, "uvloop when installed")
     parser.add_argument(
         "--proxy-protocol",
         action="store_true",
