@@ -115,30 +115,27 @@ class SeedProtocol:
         self.lines.append(line)
 
 
-class TwistedLineOnly(LineOnlyReceiver):
+class _TwistedSink:
+    """What both Twisted receivers need here: no limit, a fake transport, lines kept."""
+
     delimiter = DELIM
     MAX_LENGTH = HUGE
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
-        self.makeConnection(StringTransport())  # type: ignore[no-untyped-call]
-        self.data_received = self.dataReceived
+        self.makeConnection(StringTransport())  # type: ignore[attr-defined,no-untyped-call]
+        self.data_received = self.dataReceived  # type: ignore[attr-defined]
 
     def lineReceived(self, line: bytes) -> None:
         self.lines.append(line)
 
 
-class TwistedLine(LineReceiver):
-    delimiter = DELIM
-    MAX_LENGTH = HUGE
+class TwistedLineOnly(_TwistedSink, LineOnlyReceiver):
+    pass
 
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-        self.makeConnection(StringTransport())  # type: ignore[no-untyped-call]
-        self.data_received = self.dataReceived
 
-    def lineReceived(self, line: bytes) -> None:
-        self.lines.append(line)
+class TwistedLine(_TwistedSink, LineReceiver):
+    pass
 
 
 class AsynchatSink(asynchat.async_chat):
