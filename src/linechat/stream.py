@@ -208,11 +208,6 @@ class LineStream(LineProtocol):
     def server_side(self) -> bool:
         return self.task is not None
 
-    @property
-    def protocol(self) -> LineProtocol:
-        """The protocol-layer view of this connection (the stream itself)."""
-        return self
-
     # -- the handler -----------------------------------------------------------
 
     def connection_started(self) -> None:
