@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
+from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError, ServiceError
 from .framing import LineFramer
+from .service import Option, ServeContext, Service, service_defaults
 
 if TYPE_CHECKING:
     from .protocol import LineProtocol
@@ -29,9 +30,14 @@ __all__ = [
     "LineServer",
     "LineStream",
     "LineTooLong",
+    "Option",
     "ProtocolError",
+    "ServeContext",
+    "Service",
+    "ServiceError",
     "StreamServer",
     "connect",
+    "service_defaults",
     "start_server",
 ]
 

@@ -26,3 +26,11 @@ class IdleTimeout(ProtocolError):
 
 class ConnectionClosed(Exception):
     """The connection is gone; nothing more can be written or read."""
+
+
+class ServiceError(Exception):
+    """A service's options cannot work (a missing data file, a bad combination).
+
+    Raised by a service's ``check`` or ``build``; the runner reports the
+    message as one line and ``linechat serve`` exits 2.
+    """

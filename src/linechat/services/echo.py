@@ -6,12 +6,14 @@ accepted (lenient framing); answers always end in CRLF.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..protocol import LineProtocol
+from ..service import ServeContext, Service
 from ..stream import LineStream
 
-__all__ = ["FRAMING", "PREFIX", "QUIT", "EchoProtocol", "echo_handler"]
+__all__ = ["FRAMING", "PREFIX", "QUIT", "SERVICE", "EchoProtocol", "echo_handler"]
 
 PREFIX = b"You sent: "
 QUIT = b"."
@@ -45,3 +47,15 @@ async def echo_handler(stream: LineStream) -> None:
         if line == QUIT:
             return
         stream.write_line(PREFIX + line)
+
+
+def _build(options: Mapping[str, Any], context: ServeContext) -> Any:
+    return echo_handler if context.layer == "stream" else EchoProtocol
+
+
+SERVICE = Service(
+    name="echo",
+    summary="answers every line 'You sent: <line>'; a line holding only '.' closes",
+    build=_build,
+    defaults=FRAMING,
+)
