@@ -14,12 +14,24 @@ byte can reach it), so no header can be injected through them.
 from __future__ import annotations
 
 import ipaddress
+import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 __all__ = ["address_literal", "client_description", "trace_headers"]
 
 CRLF = b"\r\n"
+
+_date_cache: tuple[int, bytes] = (-1, b"")
+
+
+def _now() -> bytes:
+    """The current time as RFC 5322 writes it, made once a second (it is in every message)."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, format_datetime(datetime.fromtimestamp(second, UTC)).encode())
+    return _date_cache[1]
 
 
 def address_literal(address: object) -> str:
@@ -71,7 +83,7 @@ def trace_headers(
         protocol = b"SMTP"
     if tls is not None:
         protocol += b"S"
-    date = format_datetime(when or datetime.now(UTC)).encode()
+    date = format_datetime(when).encode() if when is not None else _now()
     received = [b"Received: from " + (helo or b"unknown") + b" (" + client + b")"]
     if tls is not None:
         received.append(b"\t(using " + tls.encode("ascii", "backslashreplace") + b")")
