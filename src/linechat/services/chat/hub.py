@@ -47,7 +47,9 @@ class ChatConfig:
     flood_rate: float = 2.0
     flood_burst: int = 25
     max_channels: int = 50
-    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    created: str = field(
+        default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    )
 
 
 def load_motd(path: str) -> list[bytes]:
@@ -147,16 +149,20 @@ class ChatHub:
             connection.bytes_out += len(data)
             transport.write(data)
             if transport.get_write_buffer_size() > limit:
-                self.drop(connection, "Max SendQ exceeded")
+                self.drop(connection, "Max SendQ exceeded", discard=True)
         if rooms.dirty:  # a drop queued QUIT lines for others
             self.kick()
 
-    def drop(self, connection: ChatConnection, reason: str) -> None:
-        """Close ``connection`` with ``ERROR`` for a server-side ``reason``; tell the others."""
+    def drop(self, connection: ChatConnection, reason: str, *, discard: bool = False) -> None:
+        """Close ``connection`` with ``ERROR`` for a server-side ``reason``; tell the others.
+
+        ``discard``: drop the lines still queued for it (it is not reading them).
+        """
         if connection.is_closing:
             return
         self.quit(connection, reason.encode())
-        connection.outq.clear()  # lines queued for it before are not worth sending now
+        if discard:
+            connection.outq.clear()
         connection.send(b"ERROR :Closing Link: " + connection.host + b" (" + reason.encode() + b")")
         connection.close_now()
         self.loop.call_later(DROP_GRACE, connection.abort_if_open)
@@ -213,8 +219,8 @@ class ChatHub:
     def quit(self, member: Member, reason: bytes) -> None:
         """``member`` leaves the network; those sharing a channel see its QUIT."""
         rooms = self.rooms
-        if rooms.users.get(_key(member)) is not member:
-            return
+        if member.local and rooms.users.get(_key(member)) is not member:
+            return  # already gone
         others = rooms.neighbours(member)
         del others[member]
         rooms.remove_user(member)

@@ -37,9 +37,7 @@ __all__ = ["ChatConnection", "TOPICLEN"]
 TOPICLEN = 390
 VERSION = b"linechat-" + __version__.encode()
 #: Commands a client may send before it is registered.
-BEFORE_REGISTRATION = frozenset(
-    {b"CAP", b"NICK", b"USER", b"PASS", b"PING", b"PONG", b"QUIT"}
-)
+BEFORE_REGISTRATION = frozenset({b"CAP", b"NICK", b"USER", b"PASS", b"PING", b"PONG", b"QUIT"})
 
 Handler = Callable[["ChatConnection", list[bytes]], None]
 
@@ -85,6 +83,7 @@ class ChatConnection(LineProtocol):
     def reload(cls) -> None:
         """SIGHUP: read the MOTD file again."""
         cls.hub.reload()
+
     commands: ClassVar[dict[bytes, Handler]] = {}
 
     def __init__(self, **framing: Any) -> None:
@@ -268,7 +267,7 @@ class ChatConnection(LineProtocol):
             return
         new = params[0]
         if not valid_nick(new):
-            self.reply(b"432", new[:NICKLEN + 10], b"Erroneous nickname")
+            self.reply(b"432", new[: NICKLEN + 10], b"Erroneous nickname")
             return
         if new == self.nick:
             return
@@ -330,7 +329,9 @@ class ChatConnection(LineProtocol):
         self.reply(b"001", b"Welcome to the " + network + b" IRC Network " + self.prefix)
         self.reply(b"002", b"Your host is " + server + b", running version " + VERSION)
         self.reply(b"003", b"This server was created " + config.created.encode())
-        self.send(format_message(server, b"004", self.nick, server, VERSION, b"i", b"n", trailing=False))
+        self.send(
+            format_message(server, b"004", self.nick, server, VERSION, b"i", b"n", trailing=False)
+        )
         self.reply(
             b"005",
             b"CASEMAPPING=rfc1459",
@@ -345,7 +346,9 @@ class ChatConnection(LineProtocol):
             b"are supported by this server",
         )
         self._motd()
-        self.hub.publish(b"USER", self.nick, self.user, self.host, self.realname)
+        self.hub.publish(
+            b"USER", self.nick, self.user, self.host, self.server_name, self.realname
+        )
 
     def _motd(self) -> None:
         motd = self.hub.config.motd
@@ -485,7 +488,9 @@ class ChatConnection(LineProtocol):
         else:
             member = rooms.find(mask)
             if member is not None:
-                channel_name = next(iter(member.channels.values())).name if member.channels else b"*"
+                channel_name = (
+                    next(iter(member.channels.values())).name if member.channels else b"*"
+                )
                 self._who_line(channel_name, member)
         self.reply(b"315", mask[: CHANNELLEN + 10], b"End of /WHO list.")
 
