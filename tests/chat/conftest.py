@@ -5,16 +5,13 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import STARTED, Served
-
-HERE = Path(__file__).parent
+from tests.conftest import STARTED, Served, linechat_command
 
 
 class IRC:
@@ -27,7 +24,9 @@ class IRC:
         self.seen: list[bytes] = []
 
     def send(self, *lines: bytes | str) -> None:
-        data = b"".join((line.encode() if isinstance(line, str) else line) + b"\r\n" for line in lines)
+        data = b"".join(
+            (line.encode() if isinstance(line, str) else line) + b"\r\n" for line in lines
+        )
         self.sock.sendall(data)
 
     def line(self, timeout: float | None = None) -> bytes | None:
@@ -85,7 +84,7 @@ def start_chat(log_path: Path, *args: str, timeout: float = 20.0) -> Served:
     """Start the chat service with ARGS (flags of `linechat serve chat`) on 127.0.0.1."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(HERE / "run_chat.py"), *args],
+            linechat_command("serve", "chat", "--host", "127.0.0.1", "--port", "0", *args),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

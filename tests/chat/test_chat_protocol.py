@@ -173,7 +173,9 @@ def test_topic_331_332_names_list_who(shared_chat: Served, clients: Connect) -> 
     b.expect(" 322 info_b #info 2 :the topic here")
     b.expect(" 323 info_b :End of /LIST")
     b.send("WHO #info")
-    assert b.expect(" 352 ").endswith(b" 352 info_b #info ~u 127.0.0.1 " + b.seen[-1].split()[6] + b" info_a H :0 Real Name")
+    assert b.expect(" 352 ").endswith(
+        b" 352 info_b #info ~u 127.0.0.1 " + b.seen[-1].split()[6] + b" info_a H :0 Real Name"
+    )
     b.expect(" 352 info_b #info ~u 127.0.0.1 \\S+ info_b H :0 Real Name")
     b.expect(" 315 info_b #info :End of /WHO list.")
     outsider = clients(shared_chat.port)
@@ -184,7 +186,7 @@ def test_topic_331_332_names_list_who(shared_chat: Served, clients: Connect) -> 
 
 
 def test_whois_311_312_318_319_and_401(shared_chat: Served, clients: Connect) -> None:
-    a, b = pair(shared_chat, clients, "who_a", "who_b", "#whois")
+    _a, b = pair(shared_chat, clients, "who_a", "who_b", "#whois")
     b.send("WHOIS who_a")
     b.expect(r" 311 who_b who_a ~u 127.0.0.1 \* :Real Name")
     b.expect(" 319 who_b who_a :#whois")

@@ -23,6 +23,7 @@ Events, one per line of a PUBLISH (fields split by spaces, the last one free):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from typing import Any
@@ -271,10 +272,8 @@ class RedisBackplane:
             except (RedisError, OSError) as exc:
                 self._lost(exc)
             finally:
-                try:
+                with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
-                except (RedisError, OSError):
-                    pass
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -374,26 +373,26 @@ class RedisBackplane:
                     fields[3],
                 )
         else:
-            member = members.get(casefold(fields[0]))
-            if member is None:
+            sender = members.get(casefold(fields[0]))
+            if sender is None:
                 return
             if kind in (b"JOIN", b"SJOIN"):
                 if kind == b"JOIN":
-                    hub.join(member, fields[1])
+                    hub.join(sender, fields[1])
                 else:
-                    rooms.join(member, fields[1])
+                    rooms.join(sender, fields[1])
             elif kind == b"PART":
                 channel = rooms.channel(fields[1])
-                if channel is not None and member in channel.members:
-                    hub.part(member, channel, fields[2])
+                if channel is not None and sender in channel.members:
+                    hub.part(sender, channel, fields[2])
             elif kind == b"QUIT":
-                del members[casefold(member.nick)]
-                hub.quit(member, fields[1])
+                del members[casefold(sender.nick)]
+                hub.quit(sender, fields[1])
             elif kind == b"NICK":
-                del members[casefold(member.nick)]
-                hub.nick(member, fields[1])
-                members[casefold(fields[1])] = member
+                del members[casefold(sender.nick)]
+                hub.nick(sender, fields[1])
+                members[casefold(fields[1])] = sender
             elif kind == b"TOPIC":
                 channel = rooms.channel(fields[1])
                 if channel is not None:
-                    hub.topic(member, channel, fields[2])
+                    hub.topic(sender, channel, fields[2])

@@ -62,7 +62,7 @@ class RemoteMember:
 class Channel:
     """A channel: its members (all of them, and the local ones apart for fan-out)."""
 
-    __slots__ = ("created", "key", "local", "members", "name", "topic", "topic_by", "topic_at")
+    __slots__ = ("created", "key", "local", "members", "name", "topic", "topic_at", "topic_by")
 
     def __init__(self, name: bytes) -> None:
         self.name = name

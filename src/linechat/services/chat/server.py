@@ -32,7 +32,7 @@ from .irc import (
 )
 from .rooms import Channel, Member
 
-__all__ = ["ChatConnection", "TOPICLEN"]
+__all__ = ["TOPICLEN", "ChatConnection"]
 
 TOPICLEN = 390
 VERSION = b"linechat-" + __version__.encode()
@@ -44,10 +44,7 @@ Handler = Callable[["ChatConnection", list[bytes]], None]
 
 def _host_of(peer: Any) -> bytes:
     """The peer's address as a host name; a leading ``:`` (IPv6) would end a parameter."""
-    if isinstance(peer, tuple) and peer:
-        host = str(peer[0]).encode()
-    else:
-        host = b"localhost"
+    host = str(peer[0]).encode() if isinstance(peer, tuple) and peer else b"localhost"
     return b"0" + host if host.startswith(b":") else host
 
 
@@ -162,10 +159,13 @@ class ChatConnection(LineProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.holds and not self.is_closing:
-            # Lines wait while the client is over its flood budget: bounded.
-            if self.framer.buffered > self.hub.config.flood_burst * MAX_LINE:
-                self.hub.drop(self, "Excess Flood")
+        # Lines wait while the client is over its flood budget: bounded.
+        if (
+            self.holds
+            and not self.is_closing
+            and self.framer.buffered > self.hub.config.flood_burst * MAX_LINE
+        ):
+            self.hub.drop(self, "Excess Flood")
         self.hub.kick()
 
     def line_too_long(self, exc: LineTooLong) -> None:
@@ -346,9 +346,7 @@ class ChatConnection(LineProtocol):
             b"are supported by this server",
         )
         self._motd()
-        self.hub.publish(
-            b"USER", self.nick, self.user, self.host, self.server_name, self.realname
-        )
+        self.hub.publish(b"USER", self.nick, self.user, self.host, self.server_name, self.realname)
 
     def _motd(self) -> None:
         motd = self.hub.config.motd
@@ -400,13 +398,13 @@ class ChatConnection(LineProtocol):
             if len(self.channels) >= hub.config.max_channels:
                 self.reply(b"405", name, b"You have joined too many channels")
                 continue
-            channel = hub.join(self, name)
-            if channel is None:
+            joined = hub.join(self, name)
+            if joined is None:
                 continue
-            if channel.topic:
-                self.reply(b"332", channel.name, channel.topic)
-                self.reply(b"333", channel.name, channel.topic_by, b"%d" % channel.topic_at)
-            self._names(channel)
+            if joined.topic:
+                self.reply(b"332", joined.name, joined.topic)
+                self.reply(b"333", joined.name, joined.topic_by, b"%d" % joined.topic_at)
+            self._names(joined)
 
     def cmd_part(self, params: list[bytes]) -> None:
         if not params or not params[0]:
@@ -486,12 +484,10 @@ class ChatConnection(LineProtocol):
                 for member in channel.members:
                     self._who_line(channel.name, member)
         else:
-            member = rooms.find(mask)
-            if member is not None:
-                channel_name = (
-                    next(iter(member.channels.values())).name if member.channels else b"*"
-                )
-                self._who_line(channel_name, member)
+            found = rooms.find(mask)
+            if found is not None:
+                channel_name = next(iter(found.channels.values())).name if found.channels else b"*"
+                self._who_line(channel_name, found)
         self.reply(b"315", mask[: CHANNELLEN + 10], b"End of /WHO list.")
 
     def _who_line(self, channel: bytes, member: Member) -> None:

@@ -81,7 +81,13 @@ OPTIONS = (
         default=30.0,
         metavar="SECONDS",
     ),
-    Option("network", "the network's name (005 NETWORK=, 001)", type=_name, default="linechat"),
+    Option(
+        "network",
+        "the network's name (005 NETWORK=, 001)",
+        type=_name,
+        default="linechat",
+        metavar="NAME",
+    ),
     Option(
         "server-name",
         "this server's name in replies (default: the host name)",
@@ -133,7 +139,7 @@ def _check(options: Mapping[str, Any], context: ServeContext) -> None:
 async def _serve(options: Mapping[str, Any], context: ServeContext) -> AsyncIterator[Any]:
     _check(options, context)
     hub = ChatHub(build_config(options, context))
-    backplane = None
+    backplane: Any = None
     redis_url = options.get("redis")
     if redis_url:
         from .redis_backplane import RedisBackplane
