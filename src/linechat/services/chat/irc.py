@@ -92,7 +92,7 @@ def parse(line: bytes) -> Message | None:
     if not rest:
         return None
     head, colon, trailing = rest.partition(b" :")
-    words = head.split()
+    words = [word for word in head.split(b" ") if word]  # spaces only: a tab is a byte
     if not words:
         raise IRCParseError("no command")
     command = words[0]
