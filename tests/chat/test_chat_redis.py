@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import IRC
-from tests.conftest import Served, require_tool
+from tests.conftest import Served, linechat_command, require_tool
 
 Connect = Callable[..., IRC]
 
@@ -193,3 +193,57 @@ def test_redis_killed_and_restarted_while_clients_chat(
     for client in (a1, a2, b1):
         client.send("PING :alive")
         client.expect("PONG")
+
+
+def test_workers_share_rooms_through_redis(
+    chat: Callable[..., Served], clients: Connect, redis: Redis
+) -> None:
+    served = chat("--flood-rate", "0", "--redis", redis.url, "--workers", "2")
+    members = [clients(served.port) for _ in range(16)]  # SO_REUSEPORT spreads them
+    for number, client in enumerate(members):
+        client.register(f"w{number}")
+        client.send("JOIN #workers")
+        client.expect(f" 366 w{number} ")
+    time.sleep(0.5)  # the last JOINs reach the other worker through Redis
+    members[0].send("WHO #workers")
+    servers = set()
+    while b" 315 " not in (line := members[0].expect(" 352 | 315 ")):
+        servers.add(line.split()[6])
+    assert len(servers) == 2, servers  # both workers have members (2**-15 odds otherwise)
+    for number, client in enumerate(members):
+        client.send(f"PRIVMSG #workers :from w{number}")
+    for number, client in enumerate(members):
+        heard = set()
+        while len(heard) < 15:
+            heard.add(client.expect("PRIVMSG #workers :from w").split(b":from ")[1])
+        assert f"w{number}".encode() not in heard
+
+
+def test_workers_without_redis_are_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        linechat_command("serve", "chat", "--workers", "2", "--host", "127.0.0.1", "--port", "0"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"chat with --workers needs --redis URL" in result.stderr
+
+
+def test_an_unreachable_redis_is_a_clear_error() -> None:
+    port = free_port()
+    result = subprocess.run(
+        linechat_command(
+            "serve",
+            "chat",
+            "--redis",
+            f"redis://127.0.0.1:{port}/0",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ),
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"--redis redis://127.0.0.1:{port}/0: cannot use it".encode() in result.stderr
