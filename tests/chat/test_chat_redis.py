@@ -206,14 +206,14 @@ def test_workers_share_rooms_through_redis(
         client.expect(f" 366 w{number} ")
     time.sleep(0.5)  # the last JOINs reach the other worker through Redis
     members[0].send("WHO #workers")
-    servers = set()
+    servers: set[bytes] = set()
     while b" 315 " not in (line := members[0].expect(" 352 | 315 ")):
         servers.add(line.split()[6])
     assert len(servers) == 2, servers  # both workers have members (2**-15 odds otherwise)
     for number, client in enumerate(members):
         client.send(f"PRIVMSG #workers :from w{number}")
     for number, client in enumerate(members):
-        heard = set()
+        heard: set[bytes] = set()
         while len(heard) < 15:
             heard.add(client.expect("PRIVMSG #workers :from w").split(b":from ")[1])
         assert f"w{number}".encode() not in heard
