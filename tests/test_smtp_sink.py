@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Served, read_all, require_tool
+from .conftest import Served, linechat_command, read_all, require_tool
 
 MESSAGE = b"From: a@b.example\r\nTo: x@y.example\r\nSubject: hello\r\n\r\nHello.\r\n"
 
@@ -547,3 +547,44 @@ def test_received_names_the_proxy_client(sink: Callable[..., Sink]) -> None:
     trace, body = split_trace(server.messages()[0])
     assert body == MESSAGE
     assert b"Received: from c ([203.0.113.7]:4711 via PROXY [127.0.0.1]:%d)\r\n" % own_port in trace
+
+
+# -- options -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "smtp-sink needs --maildir"),
+        (["--maildir", "/proc/no-such-maildir"], "cannot use --maildir /proc/no-such-maildir"),
+        (["--maildir", "{tmp}", "--max-message-size", "10Q"], "not a size in bytes"),
+        (["--maildir", "{tmp}", "--max-recipients", "0"], "must be at least 1"),
+        (["--maildir", "{tmp}", "--hostname", "bad name"], "not a host name"),
+        (["--maildir", "{tmp}", "--layer", "stream"], "runs on the protocol layer only"),
+    ],
+)
+def test_unusable_options_exit_2_with_one_clear_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    argv = [arg.format(tmp=tmp_path / "Maildir") for arg in args]
+    done = subprocess.run(
+        linechat_command("serve", "smtp-sink", "--port", "0", *argv),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_startup_line_says_starttls_and_listeners_stay_plaintext(
+    sink: Callable[..., Sink], certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    server = sink("--tls-cert", str(cert), "--tls-key", str(key))
+    assert "smtp-sink service (protocol layer) listening on" in server.served.log()
+    assert "(STARTTLS)" in server.served.log()
+    with server.connect() as sock:  # the greeting came in plaintext
+        sock.sendall(b"QUIT\r\n")
+        assert read_all(sock) == b"221 2.0.0 Bye\r\n"

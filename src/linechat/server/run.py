@@ -128,7 +128,9 @@ class Server:
                 proxy=proxy,
             )
             self.line_server = server
-            self.addresses = await self._listen(server, settings, context.tls_context)
+            # A STARTTLS service starts TLS itself: its listeners stay plaintext.
+            listen_tls = None if service.starttls else context.tls_context
+            self.addresses = await self._listen(server, settings, listen_tls)
             stack.push_async_callback(self._shutdown, server)
             log.info(
                 "%s: %s layer; %s; max_connections=%s grace=%g",
@@ -138,7 +140,7 @@ class Server:
                 config.max_connections or "none",
                 config.grace,
             )
-            tls = " (TLS)" if context.tls_context else ""
+            tls = (" (STARTTLS)" if service.starttls else " (TLS)") if context.tls_context else ""
             name = service.name if service.name == loaded.target else loaded.target
             ready = f"{name} service ({actual} layer) listening on {', '.join(self.addresses)}{tls}"
             if on_ready is not None:
