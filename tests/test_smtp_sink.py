@@ -9,10 +9,12 @@ from __future__ import annotations
 import mailbox
 import os
 import re
+import shutil
 import smtplib
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -588,3 +590,48 @@ def test_startup_line_says_starttls_and_listeners_stay_plaintext(
     with server.connect() as sock:  # the greeting came in plaintext
         sock.sendall(b"QUIT\r\n")
         assert read_all(sock) == b"221 2.0.0 Bye\r\n"
+
+
+def test_over_long_text_line_refuses_only_that_message(sink: Callable[..., Sink]) -> None:
+    server = sink("--max-line-length", "1000")
+    with server.smtp() as client:
+        client.ehlo()
+        client.mail("a@b.example")
+        client.rcpt("x@y.example")
+        code, text = client.data(b"Subject: long\r\n\r\n" + b"z" * 5000 + b"\r\nend\r\n")
+        assert (code, text) == (554, b"5.6.0 Message refused: a line of its text is too long")
+        assert client.sendmail("a@b.example", ["x@y.example"], MESSAGE) == {}
+    (stored,) = server.messages()
+    assert split_trace(stored)[1] == MESSAGE
+
+
+def test_storage_failure_gets_451_and_a_warning(sink: Callable[..., Sink]) -> None:
+    server = sink()
+    with server.smtp() as client:
+        client.ehlo()
+        shutil.rmtree(server.maildir / "tmp")  # every new file now fails to open
+        client.mail("a@b.example")
+        client.rcpt("x@y.example")
+        code, text = client.data(MESSAGE)
+        assert (code, text) == (
+            451,
+            b"4.3.0 Error: the message could not be stored; try again later",
+        )
+        assert client.noop()[0] == 250
+    server.served.wait_log("WARNING .*cannot store a message in")
+    assert server.messages() == []
+
+
+def test_the_documented_python_example(sink: Callable[..., Sink]) -> None:
+    server = sink()
+    page = (Path(__file__).parent.parent / "docs" / "services" / "smtp-sink.md").read_text()
+    (program,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    env = {**os.environ, "SMTP_PORT": str(server.port), "MAILDIR": str(server.maildir)}
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.endswith(" Welcome <user@example.net>")
+    (stored,) = server.messages()
+    assert b"\r\n\r\nHello from the application.\r\n" in stored
