@@ -2,6 +2,7 @@
 
     .venv/bin/pip install aiosmtpd        # or: pip install -e '.[bench]'
     .venv/bin/python bench/smtp.py [--clients 50] [--seconds 5] [--runs 3] [--pipelining]
+    .venv/bin/python bench/smtp.py --stalls
 
 Each server runs as its own process, storing into a fresh Maildir on the same
 file system:
@@ -16,6 +17,12 @@ does: EHLO once, then per 10 KB message MAIL, RCPT, DATA, the text, each
 waiting for its reply (``--pipelining``: MAIL, RCPT and DATA in one write).
 The load generator is this process, on uvloop with bare protocols (a few
 microseconds per reply), so the server is the one that runs out of CPU.
+
+``--stalls`` measures instead how long the sink's storage calls hold the
+event loop (it writes in the loop, in small pieces: see
+``linechat.services.smtp_sink.maildir``): each 64 KiB write of a 10 MiB
+message, the commit (close and rename) that ends it, and the commit of a
+10 KiB message (open, write, close, rename), in the ``--scratch`` directory.
 
 A run lasts ``--seconds`` after every client has greeted; the server's CPU
 time over it comes from /proc/PID/stat (utime + stime). Runs alternate
@@ -256,6 +263,47 @@ def one_run(server: Server, opts: argparse.Namespace, scratch: Path) -> tuple[fl
     return accepted / cpu if cpu else 0.0, accepted, cpu
 
 
+def stalls(scratch: Path) -> None:
+    """How long each storage call of the sink takes: the time it holds the event loop."""
+    from linechat.services.smtp_sink.maildir import Maildir
+
+    folder = Maildir(scratch / "stalls")
+    chunk = b"x" * 65536
+    writes: list[float] = []
+    big: list[float] = []
+    small: list[float] = []
+    clock = time.perf_counter
+    for _ in range(5):
+        delivery = folder.begin(folder.unique_id(), b"Return-Path: <>\r\n")
+        for _ in range(160):  # 10 MiB
+            start = clock()
+            delivery.write(chunk)
+            writes.append(clock() - start)
+        start = clock()
+        delivery.commit()
+        big.append(clock() - start)
+    for _ in range(500):
+        delivery = folder.begin(folder.unique_id(), b"Return-Path: <>\r\n")
+        delivery.write(b"y" * 10240)
+        start = clock()
+        delivery.commit()
+        small.append(clock() - start)
+    shutil.rmtree(scratch / "stalls", ignore_errors=True)
+    print("| storage call | median | p99 | max |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, times in [
+        ("64 KiB write of a 10 MiB message", writes),
+        ("commit of a 10 MiB message", big),
+        ("commit of a 10 KiB message", small),
+    ]:
+        times.sort()
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        print(
+            f"| {name} | {statistics.median(times) * 1e6:.0f} us "
+            f"| {p99 * 1e6:.0f} us | {times[-1] * 1e6:.0f} us |"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -264,7 +312,14 @@ def main() -> int:
     parser.add_argument("--pipelining", action="store_true")
     parser.add_argument("--only", nargs="*", default=None, help="server names (default: all)")
     parser.add_argument("--scratch", type=Path, default=None, help="where the Maildirs go")
+    parser.add_argument("--stalls", action="store_true", help="time the storage calls instead")
     opts = parser.parse_args()
+    if opts.stalls:
+        folder = opts.scratch or Path(tempfile.mkdtemp(prefix="bench-smtp-"))
+        stalls(folder)
+        if opts.scratch is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return 0
     servers = [s for s in SERVERS if opts.only is None or s.name in opts.only]
     scratch = opts.scratch or Path(tempfile.mkdtemp(prefix="bench-smtp-"))
     results: dict[str, list[float]] = {server.name: [] for server in servers}
