@@ -635,3 +635,34 @@ def test_the_documented_python_example(sink: Callable[..., Sink]) -> None:
     assert line.endswith(" Welcome <user@example.net>")
     (stored,) = server.messages()
     assert b"\r\n\r\nHello from the application.\r\n" in stored
+
+
+def test_everything_in_one_write_then_end_of_stream(sink: Callable[..., Sink]) -> None:
+    """Lines after a final dot wait for its commit (in a thread) and are answered in order."""
+    server = sink()
+    with server.connect() as sock:
+        sock.sendall(
+            b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\nDATA\r\n"
+            b"first\r\n.\r\n" + b"y" * 70_000 + b"\r\nMAIL FROM:<b@b.example>\r\n"
+            b"RCPT TO:<x@y.example>\r\nDATA\r\nsecond\r\n.\r\nNOOP\r\nQUIT\r\n"
+        )
+        sock.shutdown(socket.SHUT_WR)
+        replies = read_all(sock).split(b"\r\n")[:-1]
+    assert [reply[:3] for reply in replies] == [
+        b"250",  # HELO
+        b"250",
+        b"250",
+        b"354",
+        b"250",  # first stored
+        b"500",  # the over-long line, in its turn
+        b"250",
+        b"250",
+        b"354",
+        b"250",  # second stored
+        b"250",  # NOOP
+        b"221",
+    ]
+    assert replies[5] == b"500 5.5.2 Error: line too long"
+    first, second = server.messages()
+    assert split_trace(first)[1] == b"first\r\n"
+    assert split_trace(second)[1] == b"second\r\n"

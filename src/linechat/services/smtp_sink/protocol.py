@@ -5,6 +5,13 @@ class only moves lines to it, replies to the peer, message text to the
 Maildir, and runs the STARTTLS handshake. Lines are handled a chunk at a time
 (:meth:`lines_received`): pipelined commands are answered in order and leave
 in one write, and a message's text is taken in whole batches.
+
+A finished message is committed (written, closed, renamed into ``new/``) in
+a worker thread: a file system that takes milliseconds to create a file
+holds up only this client, whose next lines wait, in order, until the
+commit's reply has been sent. The text of a large message is written to its
+file in the loop as it arrives, a read's worth at a time (see
+:mod:`.maildir`).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from ssl import SSLContext
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from ...errors import ConnectionClosed, LineTooLong, ProtocolError
 from ...framing import LineFramer
@@ -43,9 +50,21 @@ class SinkConfig:
 class SmtpSinkProtocol(LineProtocol):
     """One SMTP client. Subclassed with a :class:`SinkConfig` by the service's build."""
 
-    __slots__ = ("_at_eof", "_client", "_delivery", "_handshake", "_tls", "session")
+    __slots__ = (
+        "_at_eof",
+        "_backlog",
+        "_client",
+        "_delivery",
+        "_eof_deferred",
+        "_handshake",
+        "_storing",
+        "_tls",
+        "session",
+    )
 
     config: ClassVar[SinkConfig]
+    #: Replies written after a commit (outside a chunk) leave in one write.
+    coalesce_writes = True
 
     def __init__(self, **options: Any) -> None:
         # SMTP lines end in CRLF and nothing else: a lenient framer (bare LF)
@@ -59,6 +78,11 @@ class SmtpSinkProtocol(LineProtocol):
         self._tls: str | None = None  # the TLS session, as the Received header says it
         self._at_eof = False
         self._handshake: asyncio.Task[None] | None = None
+        #: A commit running in a thread; lines that come meanwhile wait in
+        #: ``_backlog`` (None stands for an over-long line), in order.
+        self._storing: asyncio.Future[str] | None = None
+        self._backlog: list[bytes | None] = []
+        self._eof_deferred = False
 
     # -- connection ----------------------------------------------------------
 
@@ -75,6 +99,9 @@ class SmtpSinkProtocol(LineProtocol):
         self._drop_message()
 
     def eof_received(self) -> bool:
+        if self._storing is not None:  # finished once the commit is answered
+            self._eof_deferred = True
+            return True
         # A line left unterminated at end of stream is neither a command nor
         # the end of a message (that is CRLF.CRLF only): it is dropped.
         self._at_eof = True
@@ -88,6 +115,10 @@ class SmtpSinkProtocol(LineProtocol):
     def line_too_long(self, exc: LineTooLong) -> None:
         session = self.session
         if session.mode == STARTTLS:
+            self.framer.resync()
+            return
+        if self._storing is not None:
+            self._backlog.append(None)  # answered in its turn, after the commit
             self.framer.resync()
             return
         reply = session.line_too_long()
@@ -104,6 +135,9 @@ class SmtpSinkProtocol(LineProtocol):
 
     def lines_received(self, lines: list[bytes]) -> None:
         if self._at_eof:
+            return
+        if self._storing is not None:
+            self._backlog += lines
             return
         session = self.session
         index, count = 0, len(lines)
@@ -127,10 +161,33 @@ class SmtpSinkProtocol(LineProtocol):
                     self._store(text)
                 elif session.refused:
                     self._drop_message()
-                if session.mode == COMMAND:
-                    self._end_message()
+                if session.mode == COMMAND and self._end_message():
+                    self._backlog[:0] = lines[index:]  # a commit is running: wait for it
+                    return
             else:  # a TLS handshake is starting: every byte before it is dropped
                 return
+
+    def _replay(self) -> None:
+        """Handle the lines that came during a commit, as they would have been."""
+        while self._backlog and self._storing is None and not self.is_closing:
+            backlog, self._backlog = self._backlog, []
+            index = 0
+            while index < len(backlog) and self._storing is None:
+                end = index
+                while end < len(backlog) and backlog[end] is not None:
+                    end += 1
+                lines = cast(list[bytes], backlog[index:end])
+                index = end
+                if lines:
+                    self.lines_received(lines)
+                    if self._storing is not None:  # it kept the rest of ``lines``
+                        break
+                elif self.session.mode in (COMMAND, DATA):  # an over-long line
+                    self.line_too_long(LineTooLong(self.framer.max_line_length))
+                    index += 1
+                else:
+                    index += 1
+            self._backlog += backlog[index:]
 
     # -- messages ------------------------------------------------------------
 
@@ -164,32 +221,57 @@ class SmtpSinkProtocol(LineProtocol):
             self.session.refuse(NOT_STORED)
             self._drop_message()
 
-    def _end_message(self) -> None:
+    def _end_message(self) -> bool:
+        """The text has ended: answer a refusal, or start the commit. True if started."""
         session = self.session
         reply = session.end_of_data()
         delivery, self._delivery = self._delivery, None
         if reply is None and delivery is not None:
-            try:
-                delivery.commit()
-            except OSError as exc:
-                log.warning("cannot store a message in %s: %s", self.config.maildir.path, exc)
-                delivery.discard()
-                reply = session.not_delivered()
-            else:
-                reply = session.delivered(delivery.ident.encode())
-        elif delivery is not None:
+            loop = asyncio.get_running_loop()
+            self._storing = loop.run_in_executor(None, delivery.commit)
+            self._storing.add_done_callback(lambda done: self._stored(done, delivery))
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()  # the backlog stays small
+            return True
+        if delivery is not None:
             delivery.discard()
-        if reply is None:  # no delivery (cannot happen: DATA always begins one)
-            reply = session.not_delivered()
+        self.write_line(reply or session.not_delivered())
+        return False
+
+    def _stored(self, done: asyncio.Future[str], delivery: Delivery) -> None:
+        """The commit finished: answer it, then go on with what came meanwhile."""
+        self._storing = None
+        error = done.exception()
+        if error is not None:
+            log.warning("cannot store a message in %s: %s", self.config.maildir.path, error)
+            self._drop(delivery)
+            reply = self.session.not_delivered()
+        else:
+            reply = self.session.delivered(delivery.ident.encode())
+        if not self.is_connected:
+            return
         self.write_line(reply)
+        transport = self.transport
+        # Read again, unless replies are backed up (then flow control resumes it).
+        if transport is not None and transport.get_write_buffer_size() < self.write_high_water:
+            transport.resume_reading()
+        self._replay()
+        if self._eof_deferred and self._storing is None:
+            self._eof_deferred = False
+            self._at_eof = True
+            if not super().eof_received() and self.transport is not None:
+                self.transport.close()  # as asyncio would have, once replies are sent
 
     def _drop_message(self) -> None:
         delivery, self._delivery = self._delivery, None
         if delivery is not None:
-            try:
-                delivery.discard()
-            except OSError as exc:
-                log.warning("cannot remove a message from %s: %s", self.config.maildir.path, exc)
+            self._drop(delivery)
+
+    def _drop(self, delivery: Delivery) -> None:
+        try:
+            delivery.discard()
+        except OSError as exc:
+            log.warning("cannot remove a message from %s: %s", self.config.maildir.path, exc)
 
     # -- STARTTLS ------------------------------------------------------------
 
