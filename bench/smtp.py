@@ -9,6 +9,8 @@ file system:
 
 - ``smtp-sink``: ``linechat serve smtp-sink --maildir DIR`` (uvloop, its default);
 - ``smtp-sink/asyncio``: the same with ``--loop asyncio``;
+- ``smtp-sink/inline``: the same (uvloop) committing each message in the event
+  loop instead of a worker thread (``SmtpSinkProtocol.commit_in_thread``);
 - ``aiosmtpd``: ``python -m aiosmtpd -n -c aiosmtpd.handlers.Mailbox DIR`` (asyncio);
 - ``aiosmtpd/uvloop``: the same handler and controller-less server on uvloop.
 
@@ -99,10 +101,19 @@ class Server:
 
 SINK = [PYTHON, "-m", "linechat", "serve", "smtp-sink", "--maildir", "{maildir}"]
 SINK += ["--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
+INLINE = """
+import sys
+from linechat.cli import entry_point
+from linechat.services.smtp_sink.protocol import SmtpSinkProtocol
+SmtpSinkProtocol.commit_in_thread = False
+sys.argv[0] = "linechat"
+sys.exit(entry_point())
+"""
 AIOSMTPD = [PYTHON, "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:{port}"]
 SERVERS = [
     Server("smtp-sink", SINK),
     Server("smtp-sink/asyncio", [*SINK, "--loop", "asyncio"]),
+    Server("smtp-sink/inline", [PYTHON, "-c", INLINE, *SINK[3:]]),
     Server("aiosmtpd", [*AIOSMTPD, "-c", "aiosmtpd.handlers.Mailbox", "{maildir}"]),
     Server("aiosmtpd/uvloop", [PYTHON, "-c", AIOSMTPD_UVLOOP, "{maildir}", "{port}"]),
 ]

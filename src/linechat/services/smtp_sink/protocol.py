@@ -65,6 +65,8 @@ class SmtpSinkProtocol(LineProtocol):
     config: ClassVar[SinkConfig]
     #: Replies written after a commit (outside a chunk) leave in one write.
     coalesce_writes = True
+    #: Commit in a worker thread (False: in the event loop; bench/smtp.py compares).
+    commit_in_thread: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         # SMTP lines end in CRLF and nothing else: a lenient framer (bare LF)
@@ -226,6 +228,17 @@ class SmtpSinkProtocol(LineProtocol):
         session = self.session
         reply = session.end_of_data()
         delivery, self._delivery = self._delivery, None
+        if reply is None and delivery is not None and not self.commit_in_thread:
+            try:
+                delivery.commit()
+            except OSError as exc:
+                log.warning("cannot store a message in %s: %s", self.config.maildir.path, exc)
+                self._drop(delivery)
+                reply = session.not_delivered()
+            else:
+                reply = session.delivered(delivery.ident.encode())
+            self.write_line(reply)
+            return False
         if reply is None and delivery is not None:
             loop = asyncio.get_running_loop()
             self._storing = loop.run_in_executor(None, delivery.commit)
