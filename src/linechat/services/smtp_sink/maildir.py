@@ -6,13 +6,15 @@ the Maildir convention (``time.MusecPpidQn.host``), unique across processes
 (the pid) and within one (the counter), and a file is created with
 ``O_EXCL`` so none is ever overwritten.
 
-The event loop is never held up by a large message: a message is kept in
-memory only up to :data:`SPILL` bytes; past that its ``tmp/`` file is opened
-and each batch of text is written as it arrives (a page-cache write of at most
-one read's worth, tens of microseconds), so memory per connection stays
-bounded whatever the size limit, and the end of the message costs one
-``close`` and one ``rename``. Files are not fsynced: this is a sink for
-development and tests, not a mail store that must survive a power cut.
+A message is kept in memory only up to :data:`SPILL` bytes; past that its
+``tmp/`` file is opened and each batch of text is written as it arrives (a
+page-cache write of at most one read's worth: a median of tens of
+microseconds, bench/smtp.py ``--stalls``), so memory per connection stays
+bounded whatever the size limit. :meth:`Delivery.commit` (the whole file for
+a small message, then ``close`` and ``rename``) is the call that can wait on
+the file system for milliseconds; the protocol runs it in a worker thread.
+Files are not fsynced: this is a sink for development and tests, not a mail
+store that must survive a power cut.
 """
 
 from __future__ import annotations
