@@ -71,3 +71,14 @@ def test_ison_userhost_away_and_405(shared_chat: Served, clients: Connect) -> No
     client.send("JOIN " + ",".join(f"#many{i}" for i in range(51)))
     client.expect(" 366 extras #many49 ")
     client.expect(" 405 extras #many50 :You have joined too many channels")
+
+
+def test_idle_timeout_is_not_used_the_ping_timeout_is(
+    chat: Callable[..., Served], clients: Connect
+) -> None:
+    served = chat("--idle-timeout", "1")
+    client = clients(served.port)
+    client.register("idler")
+    assert client.quiet(2.5) == []  # silent past --idle-timeout: still connected, no PING yet
+    client.send("PING :still")
+    client.expect("PONG \\S+ :still")
