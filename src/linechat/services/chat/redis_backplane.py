@@ -158,9 +158,15 @@ class RedisBackplane:
         return self.prefix + b"nick:" + folded
 
     def _lost(self, exc: BaseException) -> None:
+        """The subscription broke: Redis is away until the listener is back."""
         if self.up:
             log.warning("Redis lost (%s): local rooms go on, reconnecting", exc)
         self.up = False
+
+    def _failed(self, exc: BaseException) -> None:
+        """A command failed. Only the listener decides that Redis is away: a
+        pooled connection from before an outage fails once and is replaced."""
+        log.debug("Redis command failed: %s", exc)
 
     # -- nicks -------------------------------------------------------------------------
 
@@ -172,7 +178,7 @@ class RedisBackplane:
                 return True
             return bool(await self.redis.get(key) == self.server_id)
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self._failed(exc)
             return True
 
     def release(self, nick: bytes) -> None:
@@ -183,7 +189,7 @@ class RedisBackplane:
         try:
             await self._release_script(keys=[self._key(casefold(nick))], args=[self.server_id])
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self._failed(exc)
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -203,7 +209,7 @@ class RedisBackplane:
         try:
             await self.redis.publish(self.channel, batch)
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self._failed(exc)
 
     def _announce(self) -> None:
         """HELLO (the others answer with their state) and our own state."""
@@ -312,7 +318,7 @@ class RedisBackplane:
                         keys=keys[start : start + 500], args=[self.server_id, self.nick_ttl]
                     )
             except (RedisError, OSError) as exc:
-                self._lost(exc)
+                self._failed(exc)
                 continue
             now = loop.time()
             for sid, seen in list(self.beats.items()):
