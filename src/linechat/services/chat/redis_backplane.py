@@ -29,6 +29,9 @@ import os
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ...errors import ServiceError
@@ -117,8 +120,14 @@ class RedisBackplane:
     async def start(self) -> None:
         """Connect (or raise ServiceError), then keep the link up in the background."""
         try:
+            # A pooled connection from before an outage fails once: try again on a new one.
             self.redis = aioredis.from_url(
-                self.url, socket_timeout=5, socket_connect_timeout=5, decode_responses=False
+                self.url,
+                socket_timeout=5,
+                socket_connect_timeout=5,
+                decode_responses=False,
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError],
             )
             await self.redis.ping()
         except (RedisError, OSError, ValueError) as exc:
