@@ -72,6 +72,8 @@ for i, key in ipairs(KEYS) do
 end
 return n
 """
+#: Publishes waiting for Redis at most; past it new events are dropped (and logged).
+MAX_IN_FLIGHT = 1000
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
 
@@ -88,7 +90,7 @@ def decode_event(data: bytes) -> tuple[bytes, bytes, list[bytes]] | None:
     if count is None:
         return None
     parts = rest.split(b" ", count)
-    if len(parts) != count + 1:
+    if len(parts) != count + 1 or not parts[0]:
         return None
     return kind, parts[0], parts[1:]
 
@@ -212,6 +214,9 @@ class RedisBackplane:
     def _send_pending(self) -> None:
         if self._pending:
             batch, self._pending = b"\n".join(self._pending), []
+            if len(self._tasks) >= MAX_IN_FLIGHT:  # Redis is not keeping up: do not grow
+                log.warning("Redis is slow: %d bytes of events dropped", len(batch))
+                return
             self._spawn(self._publish(batch))
 
     async def _publish(self, batch: bytes) -> None:
@@ -352,6 +357,8 @@ class RedisBackplane:
                 self._apply_one(*event)
             except (ValueError, KeyError, IndexError):  # another version's event: skip it
                 log.debug("event not understood: %r", raw[:200])
+            except Exception:  # a bug must not stop the listener (and the network)
+                log.exception("event not applied: %r", raw[:200])
         self.hub.kick()
 
     def _apply_one(self, kind: bytes, sid: bytes, fields: list[bytes]) -> None:
