@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("redis")
 
-from linechat.services.chat.redis_backplane import decode_event, encode_event  # noqa: E402
+from linechat.services.chat.redis_backplane import decode_event, encode_event
 
 
 def test_round_trip_keeps_spaces_in_the_last_field() -> None:
