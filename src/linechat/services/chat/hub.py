@@ -144,7 +144,7 @@ class ChatHub:
             queue.clear()
             connection: ChatConnection = member  # type: ignore[assignment]
             transport = connection.transport
-            if transport is None or connection.is_closing or transport.is_closing():
+            if transport is None or connection.is_closing:
                 continue
             connection.bytes_out += len(data)
             transport.write(data)
