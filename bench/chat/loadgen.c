@@ -36,6 +36,10 @@
  * hold the connections (answering PING) until stdin reaches EOF, SIGTERM or
  * --hold seconds.
  *
+ * At most --max-pending clients (default 8) are connecting or registering at
+ * once: ngircd listens with a backlog of 10, and connections beyond it can
+ * sit unaccepted for tens of seconds.
+ *
  * Prints {"event":"measure_start"} / {"event":"measure_end"} at the edges of
  * the measured window so that a driver can sample server CPU time over it,
  * then one JSON line of results. Exit status: 0 all delivered, in order and
@@ -112,7 +116,7 @@ static struct {
     double connect_timeout;
     double drain_timeout;
 } cfg = {"127.0.0.1", 0, 200, 4, 64, 5.0, 1.0, 0.0, 16, 0, 4096,
-         "#bench", NULL, NULL, 0, 300.0, 100, 60.0, 10.0};
+         "#bench", NULL, NULL, 0, 300.0, 8, 60.0, 10.0};
 
 static struct conn *conns;
 static char *rbuf;

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+
 from linechat import LineProtocol
 
 SERVER = b"proto.linechat"
