@@ -25,7 +25,9 @@
  *
  * Slow consumer: --slow K makes the last K clients stop reading once everyone
  * has joined (with a small socket receive buffer, so the server feels it at
- * once). They are left out of every count; the server may disconnect them.
+ * once). They are left out of every count; the server may disconnect them:
+ * at the end, what it kept for them is read, and "slow_dropped" counts those
+ * it closed.
  *
  * Flood controls: servers run with theirs off; ngircd still caps how many
  * commands it parses per read unless the user has mode +F, which only an
@@ -549,6 +551,27 @@ static void talk(uint64_t now) {
     }
 }
 
+/* A slow consumer at the end: read what the server kept for it. Dropped if
+ * that ends in EOF or a reset (a server closes gracefully behind the queued
+ * bytes, so only reading them shows it); still connected if the server
+ * stays silent for a second. */
+static int slow_was_dropped(struct conn *c, uint64_t deadline) {
+    uint64_t quiet_since = now_ns();
+    for (;;) {
+        uint64_t now = now_ns();
+        if (now >= deadline || now - quiet_since >= 1000000000ull) return 0;
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        if (poll(&pfd, 1, 100) <= 0) continue;
+        ssize_t n = recv(c->fd, rbuf, RBUF_SIZE, MSG_DONTWAIT);
+        if (n == 0) return 1;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+            return 1; /* reset */
+        }
+        quiet_since = now_ns();
+    }
+}
+
 /* -- driver ---------------------------------------------------------------- */
 
 static void establish(void) {
@@ -809,11 +832,8 @@ int main(int argc, char **argv) {
         }
     }
     int slow_dropped = 0;
-    for (long i = cfg.clients - cfg.slow; i < cfg.clients; i++) {
-        /* The server closed it (FIN or reset behind the unread bytes)? */
-        struct pollfd pfd = {conns[i].fd, POLLRDHUP, 0};
-        if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) slow_dropped++;
-    }
+    for (long i = cfg.clients - cfg.slow; i < cfg.clients; i++)
+        slow_dropped += slow_was_dropped(&conns[i], now_ns() + (uint64_t)(cfg.drain_timeout * 1e9));
     double secs = (double)(measure_end_ns - measure_start_ns) / 1e9;
     printf("{\"mode\":\"fanout\",\"host\":\"%s\",\"port\":%d,\"clients\":%ld,\"talkers\":%ld,"
            "\"size\":%ld,\"rate\":%.1f,\"window\":%ld,\"slow\":%ld,\"establish_s\":%.3f,"

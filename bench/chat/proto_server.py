@@ -16,8 +16,13 @@ must not get its own back) gets a join of the others. A member whose unsent
 bytes pass ``--sendq`` is closed with ``ERROR :Closing Link: ... (Max SendQ
 exceeded)``, so one reader that stops costs the others nothing.
 
+``--design queue`` gathers per member instead: each line is appended to
+each member's own list, and the flush joins each member's list and writes it
+(one write per member per pass too, but a Python step per delivery).
 ``--design naive`` writes each line to each member at once (one
-``transport.write`` per delivery), for comparison.
+``transport.write`` per delivery). Both are there for comparison. ``--fault drop`` (every
+tenth PRIVMSG reaches nobody) and ``--fault reorder`` (every tenth swaps
+places with the next) exist to show that the load generator catches them.
 
     .venv/bin/python bench/chat/proto_server.py --port 6667 --loop uvloop
 """
@@ -37,9 +42,14 @@ SERVER = b"proto.linechat"
 class Hub:
     """The server's shared state: nicks, channels, and the pending flush."""
 
-    def __init__(self, sendq: int, naive: bool) -> None:
+    def __init__(self, sendq: int, design: str = "batched", fault: str | None = None) -> None:
         self.sendq = sendq
-        self.naive = naive
+        self.design = design
+        #: Members with lines in their own queue (``--design queue``).
+        self.dirty_members: list[Client] = []
+        self.fault = fault
+        self._posted = 0
+        self._held: tuple[Channel, Client, bytes] | None = None
         self.nicks: dict[bytes, Client] = {}
         self.channels: dict[bytes, Channel] = {}
         self.dirty: list[Channel] = []
@@ -54,22 +64,53 @@ class Hub:
 
     def post(self, channel: Channel, sender: Client, line: bytes) -> None:
         """Queue one formatted line (CRLF included) for every member but ``sender``."""
-        if self.naive:
+        if self.fault is not None and b" PRIVMSG " in line and self._faulty(channel, sender, line):
+            return
+        if self.design == "naive":
             for member in channel.members:
                 if member is not sender:
                     member.send(line)
             return
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        if self.design == "queue":
+            dirty = self.dirty_members
+            for member in channel.members:
+                if member is not sender:
+                    queue = member.outq
+                    if not queue:
+                        dirty.append(member)
+                    queue.append(line)
+            return
         if not channel.pending:
             self.dirty.append(channel)
-            if not self._scheduled:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self.flush)
         channel.pending.append(line)
         channel.senders.append(sender)
+
+    def _faulty(self, channel: Channel, sender: Client, line: bytes) -> bool:
+        """The deliberate faults: True if ``line`` is not to be posted now."""
+        self._posted += 1
+        if self._held is not None:
+            held, self._held = self._held, None
+            self.post(channel, sender, line)
+            self.post(*held)  # after the line that followed it
+            return True
+        if self._posted % 10:
+            return False
+        if self.fault == "reorder":
+            self._held = (channel, sender, line)
+        return True
 
     def flush(self) -> None:
         """Once per loop pass: one write per member of every channel with lines."""
         self._scheduled = False
+        members, self.dirty_members = self.dirty_members, []
+        for member in members:
+            queue = member.outq
+            data = queue[0] if len(queue) == 1 else b"".join(queue)
+            queue.clear()
+            member.send(data)
         dirty, self.dirty = self.dirty, []
         for channel in dirty:
             lines, senders = channel.pending, channel.senders
@@ -97,7 +138,7 @@ class Channel:
 
 
 class Client(LineProtocol):
-    __slots__ = ("channels", "doomed", "hub", "nick", "prefix", "user")
+    __slots__ = ("channels", "doomed", "hub", "nick", "outq", "prefix", "user")
 
     def __init__(self, hub: Hub) -> None:
         super().__init__(max_line_length=510, idle_timeout=None, write_high_water=1 << 30)
@@ -107,6 +148,7 @@ class Client(LineProtocol):
         self.prefix = b""
         self.channels: list[Channel] = []
         self.doomed = False
+        self.outq: list[bytes] = []
 
     def send(self, data: bytes) -> None:
         """A pre-formatted batch, straight to the transport, within the send queue."""
@@ -207,26 +249,27 @@ class Client(LineProtocol):
         self.part_all()
 
 
-async def serve(host: str, port: int, sendq: int, naive: bool) -> None:
-    hub = Hub(sendq, naive)
+async def serve(host: str, port: int, hub: Hub) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Client(hub), host, port, backlog=4096)
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
     async with server:
-        print(f"proto_server listening on {host}:{port}", flush=True)
+        bound = server.sockets[0].getsockname()
+        print(f"proto_server listening on {bound[0]}:{bound[1]}", flush=True)
         await stop
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True, help="0 picks a free one")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
     parser.add_argument("--sendq", type=int, default=256 * 1024, help="bytes (default 256 KiB)")
-    parser.add_argument("--design", choices=["batched", "naive"], default="batched")
+    parser.add_argument("--design", choices=["batched", "queue", "naive"], default="batched")
+    parser.add_argument("--fault", choices=["drop", "reorder"], help="break delivery on purpose")
     args = parser.parse_args()
-    coro = serve(args.host, args.port, args.sendq, args.design == "naive")
+    coro = serve(args.host, args.port, Hub(args.sendq, args.design, args.fault))
     with contextlib.suppress(KeyboardInterrupt):
         if args.loop == "uvloop":
             import uvloop

@@ -219,6 +219,12 @@ SERVERS = [
         loadgen_args=("--max-pending", "64"),
     ),
     Server(
+        "proto-queue",
+        "the prototype gathering per member (a list append per delivery, a join per member)",
+        _proto("--loop", "uvloop", "--design", "queue"),
+        loadgen_args=("--max-pending", "64"),
+    ),
+    Server(
         "proto-naive",
         "the prototype writing each line to each member at once (no batching), uvloop",
         _proto("--loop", "uvloop", "--design", "naive"),
