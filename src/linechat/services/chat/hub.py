@@ -135,16 +135,15 @@ class ChatHub:
         self._flush_scheduled = False
         rooms = self.rooms
         dirty, rooms.dirty = rooms.dirty, []
+        rooms.end_runs()
         limit = self.config.sendq
         for member in dirty:
-            queue = member.outq
-            if not queue:
+            if not member.outq:
                 continue
-            data = queue[0] if len(queue) == 1 else b"".join(queue)
-            queue.clear()
+            data = rooms.take(member)
             connection: ChatConnection = member  # type: ignore[assignment]
             transport = connection.transport
-            if transport is None or connection.is_closing:
+            if not data or transport is None or connection.is_closing:
                 continue
             connection.bytes_out += len(data)
             transport.write(data)
