@@ -378,7 +378,7 @@ async def _lockstep(
 
         try:
             records, _ = read_transcript(args.expect)
-            expected = Expected(args.expect, records, lambda: _make(args, options))
+            expected = Expected(args.expect, records)
         except TranscriptError as exc:
             raise UsageError(str(exc)) from None
     result = await run_lockstep(

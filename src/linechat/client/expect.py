@@ -1,8 +1,8 @@
 """``--expect FILE``: replay a transcript (as ``--log`` writes it) and compare the replies.
 
 The transcript's sent lines (``>``) are the input, as they were on the wire;
-its received lines (``<``) are the replies expected, cut into exchanges by
-the same dialect that cuts the live replies. The first exchange whose reply
+its received lines (``<``) are the replies expected, one exchange per run of sent lines
+and the received lines after it. The first exchange whose reply
 differs gives a unified diff. A received line holding ``{{*}}`` is a pattern:
 the marker matches any text (a date, a queue id, a session token), so
 ``250 2.0.0 Ok: queued as {{*}}`` matches every queue id, and a line
@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..dialects.base import Dialect, DialectError, Done
 from .display import escape_text
 
 if TYPE_CHECKING:
@@ -80,30 +78,31 @@ def read_transcript(path: str) -> tuple[list[_Record], str | None]:
 
 
 class Expected:
-    """The exchanges a transcript holds, checked one by one against live ones."""
+    """The exchanges a transcript holds, checked one by one against live ones.
 
-    def __init__(self, path: str, records: list[_Record], make: Callable[[], Dialect]) -> None:
+    An exchange is a run of sent lines and the received lines after it, up
+    to the next sent line (lockstep: the reply is complete before anything
+    else is sent); received lines before the first sent line are the greeting.
+    """
+
+    def __init__(self, path: str, records: list[_Record]) -> None:
         self.path = path
         self._inputs = [record.text.encode() for record in records if record.mark == ">"]
         self.exchanges: list[_Expected] = []
         self._next = 0
-        dialect = make()
         current = _Expected()
-        try:
-            for record in records:
-                if record.mark == ">":
-                    dialect.submit(record.text.encode())
-                    current.sent.append(record.text)
-                    continue
-                if not current.received:
-                    current.number = record.number
-                current.received.append(record.text)
-                for event in dialect.feed(record.text.encode() + b"\r\n"):
-                    if isinstance(event, Done):
-                        self.exchanges.append(current)
-                        current = _Expected()
-        except DialectError as exc:
-            raise TranscriptError(f"{path}: not a {dialect.name} transcript: {exc}") from None
+        for record in records:
+            if record.mark == ">":
+                if current.received:
+                    self.exchanges.append(current)
+                    current = _Expected()
+                current.sent.append(record.text)
+                continue
+            if not current.received:
+                current.number = record.number
+            current.received.append(record.text)
+        if current.received:
+            self.exchanges.append(current)
 
     def inputs(self) -> list[bytes]:
         """The lines to send, as they were sent."""
@@ -122,9 +121,15 @@ class Expected:
         want = self.exchanges[index]
         if _matches(want.received, got):
             return None
+        # Lines that match (patterns included) show as context, not as changes.
+        shown = [
+            got[i] if i < len(got) and _line_matches(line, got[i]) else line
+            for i, line in enumerate(want.received)
+        ]
+        context = [f"> {line}" for line in map(escape_text, exchange.sent)]
         diff = difflib.unified_diff(
-            want.received,
-            got,
+            context + [f"< {line}" for line in shown],
+            context + [f"< {line}" for line in got],
             f"{self.path} (line {want.number})",
             "received",
             lineterm="",

@@ -349,12 +349,12 @@ class Lockstep:
     def connection_closed(self) -> None:
         if self.finished.done():
             return
-        if self.dialect.waiting or self.dialect.mid_reply:
+        if self._quit_sent or self._stopping:  # the server did not wait for our quit
+            self._end(LockstepEnding.ERROR_REPLY)
+        elif self.dialect.waiting or self.dialect.mid_reply:
             self.detail = f"the connection closed in the middle of the reply{self._to()}"
             self._show_partial()
             self._end(LockstepEnding.LOST)
-        elif self._quit_sent or self._stopping:
-            self._end(LockstepEnding.ERROR_REPLY)
         else:
             self._end(LockstepEnding.SERVER_CLOSED)
 

@@ -81,6 +81,8 @@ class Imap(Dialect):
             line = b"a%d %s" % (self.next_tag, line)
             self.next_tag += 1
         self._tag = line.split(b" ", 1)[0]
+        if self._tag[:1] == b"a" and self._tag[1:].isdigit():  # the user's own "a7": go past it
+            self.next_tag = max(self.next_tag, int(self._tag[1:]) + 1)
         self._after_part(line)
         return line + self.newline
 
