@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..dialects.base import Dialect, DialectError, Done, Send
@@ -35,6 +34,9 @@ __all__ = ["Exchange", "LockstepEnding", "LockstepResult", "run_lockstep"]
 
 #: Input lines read ahead before stdin is paused.
 READ_AHEAD = 4096
+#: Output is written at most this long after it came (one write for many replies).
+OUTPUT_DELAY = 0.02
+OUTPUT_BATCH = 64 * 1024
 
 
 class LockstepEnding(enum.Enum):
@@ -51,15 +53,22 @@ class LockstepEnding(enum.Enum):
     OUTPUT_CLOSED = "stdout was closed"
 
 
-@dataclass
 class Exchange:
     """One command (with its data) and its reply; the greeting has nothing sent."""
 
-    sent: list[bytes] = field(default_factory=list)
-    reply: list[bytes] = field(default_factory=list)
-    wire: list[bytes] = field(default_factory=list)  # received lines as sent (for --expect)
-    started: float = 0.0
-    error: bool = False
+    __slots__ = ("data", "error", "reply", "started", "wire")
+
+    def __init__(self, started: float, newline: bytes = b"\r\n") -> None:
+        self.started = started
+        self.data: list[bytes] = []  # as sent, line ends included
+        self.reply: list[bytes] = []  # lines as shown
+        self.wire: list[bytes] = []  # received lines as they came (for --expect)
+        self.error = False
+
+    @property
+    def sent(self) -> list[bytes]:
+        """The lines sent, without their ends."""
+        return b"".join(self.data).splitlines()
 
 
 @dataclass
@@ -151,6 +160,7 @@ class Lockstep:
         self._stopping = False  # after an error reply: only the polite quit is sent
         self._quit_sent = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         self._silence: asyncio.TimerHandle | None = None
         self._wire_partial = b""
         self._split_wire = transcript is not None or expected is not None
@@ -177,12 +187,12 @@ class Lockstep:
             data = dialect.submit(line)
             if not data:
                 continue
-            if not self.exchange.sent and not self.exchange.reply:
-                self.exchange.started = time.monotonic()
-            sent = data.split(dialect.newline)[:-1]
-            self.exchange.sent.extend(sent)
+            exchange = self.exchange
+            if not exchange.data and not exchange.reply:
+                exchange.started = time.monotonic()
+            exchange.data.append(data)
             if self.transcript is not None:
-                self.transcript.sent(sent)
+                self.transcript.sent(data.split(dialect.newline)[:-1])
             self.client.send_data(data)
             if dialect.waiting:
                 self._arm()
@@ -199,7 +209,7 @@ class Lockstep:
         self._quit_sent = True
         self.exchange = Exchange(started=time.monotonic())
         data = dialect.submit(dialect.quit)
-        self.exchange.sent.append(dialect.quit)
+        self.exchange.data.append(data)
         if self.transcript is not None:
             self.transcript.sent(data.split(dialect.newline)[:-1])
         self.client.send_data(data)
@@ -216,15 +226,22 @@ class Lockstep:
             self._end(LockstepEnding.FINISHED)
 
     def _arm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        """A reply is awaited from now: start its clock (one timer for many replies)."""
         if self.reply_timeout is not None:
-            self._timer = self.loop.call_later(self.reply_timeout, self._timed_out)
+            self._deadline = time.monotonic() + self.reply_timeout
+            if self._timer is None:
+                self._timer = self.loop.call_later(self.reply_timeout, self._watch)
         if self.dialect.silence_ends:
             self._watch_silence()
 
-    def _timed_out(self) -> None:
+    def _watch(self) -> None:
         self._timer = None
+        if self._deadline is None or self.finished.done():
+            return
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._watch)
+            return
         waited = f"{self.reply_timeout:g} s"
         self.detail = f"no complete reply within {waited}{self._to()}"
         self._show_partial()
@@ -307,9 +324,7 @@ class Lockstep:
         exchange = self.exchange
         exchange.error = done.error
         self.count += 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
         if self.as_json:
             self._json(exchange)
         self.exchange = Exchange(started=time.monotonic())
@@ -331,6 +346,8 @@ class Lockstep:
         self._pump()
 
     def _json(self, exchange: Exchange) -> None:
+        import json  # only for --json
+
         record = {
             "sent": [_text(line) for line in exchange.sent],
             "reply": [_text(line) for line in exchange.reply],
@@ -340,7 +357,7 @@ class Lockstep:
         self.write_lines([json.dumps(record).encode()])
 
     def _show_partial(self) -> None:
-        if self.as_json and (self.exchange.reply or self.exchange.sent):
+        if self.as_json and (self.exchange.reply or self.exchange.data):
             self.exchange.error = True
             self._json(self.exchange)
 
@@ -390,12 +407,30 @@ async def run_lockstep(
     no other end (IRC); ``reply_timeout`` bounds each reply.
     """
     output = await open_output(stdout_fd, client)
-    escape = output.escape
-    write_lines = output.write_lines
+    loop = asyncio.get_running_loop()
+    pending: list[bytes] = []
+    size = 0
+    flush_timer: asyncio.TimerHandle | None = None
+
+    def flush() -> None:
+        nonlocal size, flush_timer
+        if flush_timer is not None:
+            flush_timer.cancel()
+            flush_timer = None
+        if pending:
+            output.write_lines(pending[:])
+            pending.clear()
+            size = 0
 
     def show(lines: list[bytes]) -> None:
-        if lines:
-            write_lines(list(lines) if not escape else lines)
+        """Replies out in batches: one write for all that came within OUTPUT_DELAY."""
+        nonlocal size, flush_timer
+        pending.extend(lines)
+        size += len(lines)
+        if size > OUTPUT_BATCH // 64:
+            flush()
+        elif flush_timer is None and pending:
+            flush_timer = loop.call_later(OUTPUT_DELAY, flush)
 
     session = Lockstep(
         client,
@@ -428,9 +463,11 @@ async def run_lockstep(
             if session.input.paused:
                 paused.pause_reading()
         ending = await session.finished
+        flush()
         if output.broken:
             ending = LockstepEnding.OUTPUT_CLOSED
     finally:
+        flush()
         if stop_input is not None:
             stop_input()
         if not client.closed.done():

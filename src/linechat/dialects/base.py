@@ -68,16 +68,24 @@ class LineReader:
     __slots__ = ("_buffer", "_scanned", "_start")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._buffer: bytes | bytearray = b""
         self._start = 0  # consumed bytes at the front, dropped at the next feed
         self._scanned = 0  # no LF before this index
 
     def feed(self, data: bytes) -> None:
-        if self._start:
-            del self._buffer[: self._start]
-            self._scanned = max(0, self._scanned - self._start)
+        start = self._start
+        if start >= len(self._buffer):  # all consumed (the usual case): no copy at all
+            self._buffer = data
+            self._start = self._scanned = 0
+            return
+        buffer = self._buffer
+        if not isinstance(buffer, bytearray):
+            buffer = self._buffer = bytearray(buffer)
+        if start:
+            del buffer[:start]
+            self._scanned = max(0, self._scanned - start)
             self._start = 0
-        self._buffer += data
+        buffer += data
 
     @property
     def buffered(self) -> int:
@@ -85,25 +93,27 @@ class LineReader:
 
     def line(self) -> bytes | None:
         """The next whole line without its end, or None until it has come."""
-        end = self._buffer.find(b"\n", max(self._start, self._scanned))
+        buffer, start = self._buffer, self._start
+        end = buffer.find(b"\n", start if start > self._scanned else self._scanned)
         if end < 0:
-            self._scanned = len(self._buffer)
-            if len(self._buffer) - self._start > MAX_LINE:
+            self._scanned = len(buffer)
+            if len(buffer) - start > MAX_LINE:
                 raise DialectError(f"a line longer than {MAX_LINE} bytes")
             return None
-        stop = end - 1 if end > self._start and self._buffer[end - 1] == 13 else end
-        line = bytes(self._buffer[self._start : stop])
         self._start = self._scanned = end + 1
-        return line
+        if end > start and buffer[end - 1] == 13:
+            end -= 1
+        return bytes(buffer[start:end])
 
     def exactly(self, count: int) -> bytes | None:
         """``count`` bytes, or None until they have all come."""
-        if len(self._buffer) - self._start < count:
+        start = self._start
+        if len(self._buffer) - start < count:
             return None
-        data = bytes(self._buffer[self._start : self._start + count])
-        self._start += count
-        self._scanned = max(self._scanned, self._start)
-        return data
+        self._start = start + count
+        if self._scanned < self._start:
+            self._scanned = self._start
+        return bytes(self._buffer[start : start + count])
 
 
 class Dialect:

@@ -20,6 +20,9 @@ __all__ = ["Resp", "Value", "format_value"]
 
 #: Nesting deeper than this is refused (a bound on the parser's stack).
 MAX_DEPTH = 128
+_NIL, _ATTRIBUTE, _PLUS, _MINUS, _DOLLAR = b"_|+-$"
+_SPECIAL = frozenset(b"_#|")
+_OK, _ERROR = Done(), Done(error=True)
 _AGGREGATES = frozenset(b"*%~>|")
 _COUNTED = frozenset(b"$!=")
 _LINES = frozenset(b"+-:_#,(")
@@ -63,6 +66,10 @@ class Resp(Dialect):
 
     def feed(self, data: bytes) -> list[Event]:
         reader = self._reader
+        if not self._stack and self._bulk is None and not reader.buffered:
+            fast = self._fast(data)
+            if fast is not None:
+                return fast
         reader.feed(data)
         events: list[Event] = []
         while True:
@@ -82,6 +89,29 @@ class Resp(Dialect):
                 value = parsed
             self._complete(value, events)
 
+    def _fast(self, data: bytes) -> list[Event] | None:
+        """One whole simple reply or bulk string in ``data`` (the usual case), else None."""
+        end = data.find(b"\n")
+        if end < 2 or data[end - 1] != 13:
+            return None
+        kind = data[0]
+        if kind in _LINES and end == len(data) - 1:
+            value = Value(kind, data[1 : end - 1])
+        elif kind == _DOLLAR and data[1:2].isdigit():
+            size = int(data[1 : end - 1])
+            if len(data) != end + size + 3 or data[-2:] != b"\r\n":
+                return None
+            value = Value(kind, data[end + 1 : -2])
+        else:
+            return None
+        if kind in _SPECIAL:
+            return None  # attributes, nil lengths...: the general path
+        events: list[Event] = []
+        events.extend(format_value(value, raw=self.raw).split(b"\n"))
+        self.waiting = False
+        events.append(_ERROR if kind == _MINUS else _OK)
+        return events
+
     def _header(self, line: bytes) -> Value | None:
         """The value a header line starts; None when more is to come for it."""
         if not line:
@@ -96,7 +126,7 @@ class Resp(Dialect):
         except ValueError:
             raise DialectError(f"a bad RESP length: {line[:80]!r}") from None
         if size < 0:
-            return Value(ord("_"))  # $-1 and *-1: nil
+            return Value(_NIL)  # $-1 and *-1: nil
         if size > MAX_COUNTED:
             raise DialectError(f"a RESP length of {size}")
         if kind in _COUNTED:
@@ -118,7 +148,7 @@ class Resp(Dialect):
             if len(parent.items) < parent.size:
                 return
             value = stack.pop()
-        if value.kind == ord("|"):  # an attribute: the reply follows it
+        if value.kind == _ATTRIBUTE:  # an attribute: the reply follows it
             return
         text = format_value(value, raw=self.raw)
         events.extend(text.split(b"\n"))
@@ -131,6 +161,8 @@ class Resp(Dialect):
 
 def _repr(data: bytes) -> bytes:
     """A quoted string, escaped like redis-cli's (sdscatrepr)."""
+    if data.isascii() and data.isalnum():
+        return b'"' + data + b'"'
     out = bytearray(b'"')
     for byte in data:
         if byte in b'\\"':
@@ -144,6 +176,7 @@ def _repr(data: bytes) -> bytes:
     return bytes(out + b'"')
 
 
+_SIMPLE = frozenset(b"+-:,($")
 _NAMED = {10: b"\\n", 13: b"\\r", 9: b"\\t", 7: b"\\a", 8: b"\\b"}
 _EMPTY = {ord("*"): b"(empty array)", ord("%"): b"(empty hash)", ord("~"): b"(empty set)"}
 
@@ -151,6 +184,10 @@ _EMPTY = {ord("*"): b"(empty array)", ord("%"): b"(empty hash)", ord("~"): b"(em
 def format_value(value: Value, *, raw: bool = False, indent: int = 0) -> bytes:
     """``value`` as redis-cli prints it (lines joined with LF, no final LF)."""
     kind = value.kind
+    if kind == _PLUS or (raw and kind in _SIMPLE):  # the commonest first
+        return value.data
+    if kind == _DOLLAR and not raw:
+        return _repr(value.data)
     if raw:
         if kind in _AGGREGATES:
             return b"\n".join(format_value(item, raw=True) for item in value.items)
