@@ -20,7 +20,7 @@ connect`` without and with ``--dialect redis`` (whose first command goes out
 at once, there being no greeting), bytecode cached.
 
     .venv/bin/python bench/dialects.py
-    .venv/bin/python bench/dialects.py --commands 10000 --messages 1000 --swaks-messages 300 --runs 3
+    .venv/bin/python bench/dialects.py --commands 10000 --swaks-messages 100 --runs 5
 """
 
 from __future__ import annotations
