@@ -397,6 +397,15 @@ def test_service_name_as_port_and_one_wording() -> None:
     )
 
 
+def test_refused_on_a_terminal_in_the_same_words(tmp_path: Path) -> None:
+    port = free_port()
+    with terminal(tmp_path, "127.0.0.1", str(port)) as child:
+        child.expect(
+            f"linechat connect: cannot connect to 127.0.0.1:{port}: connection refused\r\n"
+        )
+        assert finish(child) == 1
+
+
 def test_help_documents_every_exit_status() -> None:
     result = run_connect("--help")
     text = ok(result)
