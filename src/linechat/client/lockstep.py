@@ -36,7 +36,7 @@ __all__ = ["Exchange", "LockstepEnding", "LockstepResult", "run_lockstep"]
 READ_AHEAD = 4096
 #: Output is written at most this long after it came (one write for many replies).
 OUTPUT_DELAY = 0.02
-OUTPUT_BATCH = 64 * 1024
+OUTPUT_LINES = 1024
 
 
 class LockstepEnding(enum.Enum):
@@ -56,12 +56,13 @@ class LockstepEnding(enum.Enum):
 class Exchange:
     """One command (with its data) and its reply; the greeting has nothing sent."""
 
-    __slots__ = ("data", "error", "reply", "started", "wire")
+    __slots__ = ("data", "error", "heard", "reply", "started", "wire")
 
     def __init__(self, started: float, newline: bytes = b"\r\n") -> None:
         self.started = started
         self.data: list[bytes] = []  # as sent, line ends included
-        self.reply: list[bytes] = []  # lines as shown
+        self.reply: list[bytes] = []  # lines as shown (kept for --json only)
+        self.heard = False  # some of the reply has come
         self.wire: list[bytes] = []  # received lines as they came (for --expect)
         self.error = False
 
@@ -188,7 +189,7 @@ class Lockstep:
             if not data:
                 continue
             exchange = self.exchange
-            if not exchange.data and not exchange.reply:
+            if not exchange.data and not exchange.heard:
                 exchange.started = time.monotonic()
             exchange.data.append(data)
             if self.transcript is not None:
@@ -270,7 +271,8 @@ class Lockstep:
 
     # -- receiving -------------------------------------------------------------
 
-    def received(self, data: bytes) -> None:
+    def received(self, data: bytes, *, recorded: bool = False) -> None:
+        """Bytes from the server (``recorded``: already in the transcript)."""
         if self.finished.done():
             return
         try:
@@ -279,7 +281,7 @@ class Lockstep:
                 self._wire_partial = parts.pop()
                 for part in parts:
                     line = part[:-1] if part.endswith(b"\r") else part
-                    if self.transcript is not None:
+                    if self.transcript is not None and not recorded:
                         self.transcript.received([line])
                     self.exchange.wire.append(line)
                     self._events(self.dialect.feed(part + b"\n"))
@@ -294,7 +296,7 @@ class Lockstep:
     def received_lines(self, lines: list[bytes]) -> None:
         """Lines split before lockstep took over (the greeting, after STARTTLS)."""
         for line in lines:
-            self.received(line + b"\r\n")
+            self.received(line + b"\r\n", recorded=True)
 
     def _events(self, events: Iterable[bytes | Done | Send]) -> None:
         shown: list[bytes] = []
@@ -306,19 +308,22 @@ class Lockstep:
                 if self.transcript is not None:
                     self.transcript.sent(event.data.split(self.dialect.newline)[:-1])
             else:
-                self.exchange.reply.extend(shown)
-                if not self.as_json:
-                    self.write_lines(shown)
+                self._show(shown)
                 shown = []
                 self._done(event)
                 if self.finished.done():
                     return
         if shown:
-            self.exchange.reply.extend(shown)
-            if not self.as_json:
-                self.write_lines(shown)
+            self._show(shown)
         if self.dialect.silence_ends and self.dialect.waiting:
             self._watch_silence()
+
+    def _show(self, lines: list[bytes]) -> None:
+        self.exchange.heard = True
+        if self.as_json:
+            self.exchange.reply.extend(lines)
+        else:
+            self.write_lines(lines)
 
     def _done(self, done: Done) -> None:
         exchange = self.exchange
@@ -409,25 +414,25 @@ async def run_lockstep(
     output = await open_output(stdout_fd, client)
     loop = asyncio.get_running_loop()
     pending: list[bytes] = []
-    size = 0
+    count = 0
     flush_timer: asyncio.TimerHandle | None = None
 
     def flush() -> None:
-        nonlocal size, flush_timer
+        nonlocal count, flush_timer
         if flush_timer is not None:
             flush_timer.cancel()
             flush_timer = None
         if pending:
             output.write_lines(pending[:])
             pending.clear()
-            size = 0
+            count = 0
 
     def show(lines: list[bytes]) -> None:
         """Replies out in batches: one write for all that came within OUTPUT_DELAY."""
-        nonlocal size, flush_timer
+        nonlocal count, flush_timer
         pending.extend(lines)
-        size += len(lines)
-        if size > OUTPUT_BATCH // 64:
+        count += len(lines)
+        if count > OUTPUT_LINES:
             flush()
         elif flush_timer is None and pending:
             flush_timer = loop.call_later(OUTPUT_DELAY, flush)
