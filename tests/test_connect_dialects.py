@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -622,10 +623,39 @@ def test_tty_dialect_completes_colours_errors_and_shows_state(
         child.send("PIN\t")  # completed to PING (drawn as "PIN", then "G")
         child.expect(rb"PIN.*G")
         child.send("\r")
+        cursor_answered()  # the next prompt asks at once
         child.expect("PONG")  # "PIN" alone would be an unknown command
-        cursor_answered()
         child.sendline("NOSUCHCOMMAND")
-        child.expect(rb"\x1b\[[0-9;]*31[0-9;]*m\(error\) ERR unknown command")
         cursor_answered()
+        child.expect(rb"\x1b\[[0-9;]*31[0-9;]*m\(error\) ERR unknown command")
         child.sendline("QUIT")
         assert finish(child) == 0
+
+
+def test_tty_shows_a_reply_still_awaited(
+    scripted: Callable[[Script], Peer], tmp_path: Path
+) -> None:
+    answer = threading.Event()
+
+    def script(conn: Conn) -> None:
+        assert conn.line() == b"PING\r\n"
+        assert answer.wait(15)
+        conn.send(b"+PONG\r\n")
+        conn.until_eof()
+
+    server = scripted(script)
+    args = ("--dialect", "redis", "--no-history", "127.0.0.1", str(server.port))
+    with terminal(tmp_path, *args, PROMPT_TOOLKIT_NO_CPR="0") as child:
+        child.expect("connected to")
+        child.expect(re.escape(b"\x1b[6n"))
+        child.send("\x1b[1;1R")
+        child.expect("redis: ready")
+        child.sendline("PING")
+        child.expect(re.escape(b"\x1b[6n"))
+        child.send("\x1b[1;1R")
+        child.expect("redis: waiting for the reply to PING")
+        answer.set()
+        child.expect("PONG")
+        child.sendcontrol("c")
+        assert finish(child) == 130
+    server.join()
