@@ -130,6 +130,9 @@ def test_expect_replays_a_transcript(redis_port: int, tmp_path: Path) -> None:
     marked = re.sub(r"< :\d+$", "< {{*}}", marked, flags=re.M)  # a whole line: any one line
     log.write_text(marked)
     ok(run_connect("--expect", str(log), "127.0.0.1", port))
+    with terminal(tmp_path, "--expect", str(log), "127.0.0.1", port) as child:  # not the editor
+        child.expect('"v1"')
+        assert finish(child) == 0
     # A reply that is not what the transcript says is caught with its diff.
     log.write_text(marked.replace("< v1\n", "< v9\n"))
     result = run_connect("--expect", str(log), "127.0.0.1", port)

@@ -228,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
                 transcript = Transcript(args.log)
             except OSError as exc:
                 raise UsageError(f"cannot open --log {args.log}: {exc.strerror}") from None
-        terminal = os.isatty(0) and os.isatty(1)
+        # --expect reads the transcript, --json is for tools: lockstep even on a terminal.
+        terminal = os.isatty(0) and os.isatty(1) and not (args.expect or args.json)
         loop = args.loop if args.loop != "auto" or not terminal else "asyncio"
         with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
             return runner.run(_session(args, options, terminal, transcript))

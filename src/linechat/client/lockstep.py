@@ -163,6 +163,7 @@ class Lockstep:
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._silence: asyncio.TimerHandle | None = None
+        self._silent_since = 0.0  # when the command whose reply ends in silence was sent
         self._wire_partial = b""
         self._split_wire = transcript is not None or expected is not None
 
@@ -197,7 +198,7 @@ class Lockstep:
             self.client.send_data(data)
             if dialect.waiting:
                 self._arm()
-            elif not dialect.needs_input:  # a command with no reply (noreply, PRIVMSG...)
+            elif not dialect.needs_input:  # no reply to it (noreply, IRC NICK before USER)
                 if self.as_json:
                     self._json(self.exchange)
                 self.exchange = Exchange(started=time.monotonic())
@@ -233,6 +234,7 @@ class Lockstep:
             if self._timer is None:
                 self._timer = self.loop.call_later(self.reply_timeout, self._watch)
         if self.dialect.silence_ends:
+            self._silent_since = time.monotonic()
             self._watch_silence()
 
     def _watch(self) -> None:
@@ -257,7 +259,7 @@ class Lockstep:
         self._silence = None
         if not self.dialect.silence_ends or not self.dialect.waiting:
             return
-        quiet = time.monotonic() - self.client.last_received
+        quiet = time.monotonic() - max(self._silent_since, self.client.last_received)
         if self.wait is not None and quiet < self.wait:
             self._silence = self.loop.call_later(self.wait - quiet, self._silence_check)
             return
