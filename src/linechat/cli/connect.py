@@ -109,7 +109,8 @@ def add_parser(commands: Any) -> None:
         default=DEFAULT_WAIT,
         metavar="SECONDS",
         help="after the end of input, close once the server has been silent this long "
-        f"(default {DEFAULT_WAIT:g}; 0 waits until the server closes)",
+        f"(default {DEFAULT_WAIT:g}; 0 waits until the server closes); with --dialect irc, "
+        "the silence that ends the reply to a command without reply numerics",
     )
     parser.add_argument(
         "--connect-timeout",
