@@ -119,9 +119,10 @@ class Terminal:
         try:
             events = dialect.feed(data)
         except DialectError as exc:
+            from ..dialects.line import Line
+
             self.notice(f"not {dialect.name} ({exc}): showing lines as they come")
-            self.dialect = None
-            self.client.set_raw_receiver(self.show, lambda data: self.show(data.splitlines()))
+            self.dialect = Line(newline=dialect.newline)  # no rules from now on
             return
         reply: list[bytes] = []
         for event in events:
