@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linechat.dialects import NAMES, load
@@ -52,6 +52,7 @@ def test_every_name_loads() -> None:
 # -- the line reader ---------------------------------------------------------------
 
 
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.binary(max_size=20), max_size=20), st.integers(1, 7))
 def test_line_reader_any_chunking(parts: list[bytes], step: int) -> None:
     data = b"".join(parts)
