@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..dialects.base import Dialect, DialectError, Done, Send
 from .display import escape_text
-from .pipe import Feeder, open_input, open_output
+from .pipe import Feeder, Output, open_input, open_output
 from .session import ClientProtocol
 
 if TYPE_CHECKING:
@@ -391,6 +391,39 @@ class Lockstep:
             self.finished.set_result(ending)
 
 
+class _Batched:
+    """stdout in batches: one write for the replies that came within OUTPUT_DELAY."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self.loop = asyncio.get_running_loop()
+        self.pending: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def broken(self) -> bool:
+        return self.output.broken
+
+    def show(self, lines: list[bytes]) -> None:
+        self.pending.extend(lines)
+        if len(self.pending) > OUTPUT_LINES:
+            self.flush()
+        elif self.timer is None and self.pending:
+            self.timer = self.loop.call_later(OUTPUT_DELAY, self.flush)
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.pending:
+            lines, self.pending = self.pending, []
+            self.output.write_lines(lines)
+
+    async def aclose(self) -> None:
+        self.flush()
+        await self.output.aclose()
+
+
 def _text(line: bytes) -> str:
     return line.decode("utf-8", "backslashreplace")
 
@@ -413,32 +446,7 @@ async def run_lockstep(
     ``wait`` is how long a silent server means the end of a reply that has
     no other end (IRC); ``reply_timeout`` bounds each reply.
     """
-    output = await open_output(stdout_fd, client)
-    loop = asyncio.get_running_loop()
-    pending: list[bytes] = []
-    count = 0
-    flush_timer: asyncio.TimerHandle | None = None
-
-    def flush() -> None:
-        nonlocal count, flush_timer
-        if flush_timer is not None:
-            flush_timer.cancel()
-            flush_timer = None
-        if pending:
-            output.write_lines(pending[:])
-            pending.clear()
-            count = 0
-
-    def show(lines: list[bytes]) -> None:
-        """Replies out in batches: one write for all that came within OUTPUT_DELAY."""
-        nonlocal count, flush_timer
-        pending.extend(lines)
-        count += len(lines)
-        if count > OUTPUT_LINES:
-            flush()
-        elif flush_timer is None and pending:
-            flush_timer = loop.call_later(OUTPUT_DELAY, flush)
-
+    output = _Batched(await open_output(stdout_fd, client))
     session = Lockstep(
         client,
         dialect,
@@ -448,13 +456,12 @@ async def run_lockstep(
         as_json=as_json,
         transcript=transcript,
         expected=expected,
-        write_lines=show,
+        write_lines=output.show,
     )
     if transcript is not None:
         transcript.note(f"dialect {dialect.name}")
     stop_input: Callable[[], None] | None = None
-    closed_watch = client.closed.add_done_callback
-    closed_watch(lambda _: session.connection_closed())
+    client.closed.add_done_callback(lambda _: session.connection_closed())
     try:
         client.set_raw_receiver(session.received_lines, session.received)
         session.start()
@@ -467,14 +474,12 @@ async def run_lockstep(
             paused, stop_input = await open_input(stdin_fd, feeder)
             session.input.pause = paused.pause_reading
             session.input.resume = paused.resume_reading
-            if session.input.paused:
-                paused.pause_reading()
         ending = await session.finished
-        flush()
+        output.flush()
         if output.broken:
             ending = LockstepEnding.OUTPUT_CLOSED
     finally:
-        flush()
+        output.flush()
         if stop_input is not None:
             stop_input()
         if not client.closed.done():

@@ -30,6 +30,7 @@ __all__ = [
     "Ending",
     "Feeder",
     "LineEnds",
+    "Output",
     "ReceivedEnds",
     "linger",
     "open_input",
@@ -132,7 +133,7 @@ class _Pausable(Protocol):
     def resume_reading(self) -> None: ...
 
 
-class _Output(Protocol):
+class Output(Protocol):
     broken: bool
     escape: bool
 
@@ -249,7 +250,7 @@ class _PipeOutput:
         await self.protocol.lost
 
 
-async def open_output(fd: int, client: ClientProtocol) -> _Output:
+async def open_output(fd: int, client: ClientProtocol) -> Output:
     """stdout for received lines: asynchronous with flow control on a pipe, else blocking.
 
     Lines are escaped when ``fd`` is a terminal. The caller restores blocking
@@ -413,7 +414,7 @@ async def run_pipe(
     """
     loop = asyncio.get_running_loop()
     restore: list[int] = []
-    output: _Output
+    output: Output
     escape = False
     if _is_pipe(stdout_fd):
         restore.append(stdout_fd)
