@@ -662,3 +662,34 @@ def test_tty_shows_a_reply_still_awaited(
         child.sendcontrol("c")
         assert finish(child) == 130
     server.join()
+
+
+def test_input_is_read_ahead_a_bounded_amount(scripted: Callable[[Script], Peer]) -> None:
+    def script(conn: Conn) -> None:
+        conn.line()  # the first command, never answered
+        conn.until_eof()
+
+    server = scripted(script)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "linechat", "connect", "--dialect", "redis", "--reply-timeout",
+         "3", "127.0.0.1", str(server.port)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stderr is not None
+    line = b"SET key " + b"v" * 90 + b"\n"
+    written = 0
+    try:
+        os.set_blocking(process.stdin.fileno(), False)
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline and written < 20_000_000:
+            try:
+                written += os.write(process.stdin.fileno(), line * 100)
+            except BlockingIOError:
+                time.sleep(0.05)
+        stderr = process.stderr.read()
+        process.wait(15)
+    finally:
+        stop(process)
+    server.join()
+    assert process.returncode == 4, stderr
+    assert written < 4_000_000  # 4,096 lines, a 256 KiB read and the pipe's buffer
