@@ -693,3 +693,32 @@ def test_input_is_read_ahead_a_bounded_amount(scripted: Callable[[Script], Peer]
     server.join()
     assert process.returncode == 4, stderr
     assert written < 4_000_000  # 4,096 lines, a 256 KiB read and the pipe's buffer
+
+
+def test_irc_ping_answered_by_itself_and_noted(
+    scripted: Callable[[Script], Peer], tmp_path: Path
+) -> None:
+    got: list[bytes] = []
+
+    def script(conn: Conn) -> None:
+        got.extend((conn.line(), conn.line()))  # NICK, USER
+        conn.send(b"PING :tok123\r\n")
+        got.append(conn.line())  # the PONG, before the welcome
+        conn.send(b":s 001 me :Welcome\r\n:s 422 me :MOTD File is missing\r\n")
+        got.append(conn.line())  # QUIT
+        conn.send(b"ERROR :Closing link\r\n")
+
+    server = scripted(script)
+    log = tmp_path / "irc.log"
+    result = run_connect(
+        "--dialect", "irc", "--log", str(log), "127.0.0.1", str(server.port),
+        input=b"NICK me\nUSER me 0 * :Me\nQUIT\n",
+    )  # fmt: skip
+    server.join()
+    assert ok(result).splitlines() == [
+        "PING :tok123", ":s 001 me :Welcome", ":s 422 me :MOTD File is missing",
+        "ERROR :Closing link",
+    ]  # fmt: skip
+    assert got == [b"NICK me\r\n", b"USER me 0 * :Me\r\n", b"PONG :tok123\r\n", b"QUIT\r\n"]
+    text = log.read_text()
+    assert "* sent by itself: PONG :tok123" in text and "> PONG" not in text

@@ -307,8 +307,9 @@ class Lockstep:
                 shown.append(event)
             elif isinstance(event, Send):
                 self.client.send_data(event.data)
-                if self.transcript is not None:
-                    self.transcript.sent(event.data.split(self.dialect.newline)[:-1])
+                if self.transcript is not None:  # a note: --expect must not send it again
+                    for line in event.data.split(self.dialect.newline)[:-1]:
+                        self.transcript.note(f"sent by itself: {escape_text(line)}")
             else:
                 self._show(shown)
                 shown = []
