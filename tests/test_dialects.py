@@ -49,6 +49,12 @@ def test_every_name_loads() -> None:
         load("gopher")
 
 
+def test_line_has_no_rules() -> None:
+    dialect = load("line")()
+    assert dialect.submit(b"anything") == b"anything\r\n" and not dialect.waiting
+    assert both_ways(load("line"), b"a\r\nb\nc") == [b"a", b"b"]  # c: not ended yet
+
+
 # -- the line reader ---------------------------------------------------------------
 
 
