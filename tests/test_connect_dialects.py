@@ -421,7 +421,7 @@ def test_help_documents_every_exit_status() -> None:
 
 
 @pytest.fixture
-def dovecot() -> Iterator[tuple[int, int]]:
+def dovecot(certificate: tuple[Path, Path]) -> Iterator[tuple[int, int]]:
     binary = shutil.which("dovecot") or (
         "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
     )
@@ -451,7 +451,9 @@ default_internal_group = {group}
 default_login_user = {user.pw_name}
 first_valid_uid = 1
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{certificate[0]}
+ssl_key = <{certificate[1]}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{mail}/%u
@@ -510,6 +512,17 @@ def test_imap_session_with_literals(dovecot: tuple[int, int]) -> None:
     assert re.search(r"^a3 OK .*Append completed", out, re.M)
     assert re.search(r"^\* 1 FETCH \(.*BODY\[\] \{21\}\nSubject: hi\n\n\.dot\n\)\na4 OK", out, re.M)
     assert len(body) == 21
+
+
+def test_imap_after_starttls(dovecot: tuple[int, int], certificate: tuple[Path, Path]) -> None:
+    imap, _ = dovecot
+    result = run_connect(
+        "--dialect", "imap", "--starttls", "imap", "--cafile", str(certificate[0]),
+        "127.0.0.1", str(imap), input=b"LOGIN alice secret\nLOGOUT\n",
+    )  # fmt: skip
+    out = ok(result)
+    assert out.startswith("a1 OK ")  # no greeting to wait for: STARTTLS read it
+    assert re.search(r"^a2 OK .*Logout", out, re.M)
 
 
 def test_imap_no_is_an_error(dovecot: tuple[int, int]) -> None:
