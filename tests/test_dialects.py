@@ -271,6 +271,23 @@ def test_resp_empty_line_is_not_sent_and_garbage_is_refused() -> None:
         Resp().feed(b"*1\r\n" * 200)
 
 
+def test_resp_and_imap_bound_what_one_reply_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import linechat.dialects.imap
+    import linechat.dialects.resp
+
+    monkeypatch.setattr(linechat.dialects.resp, "MAX_COUNTED", 1000)
+    monkeypatch.setattr(linechat.dialects.imap, "MAX_COUNTED", 1000)
+    dialect = Resp()
+    dialect.submit(b"LRANGE l 0 -1")
+    with pytest.raises(DialectError, match="more than 1000 bytes"):
+        for _ in range(100):  # an array that never ends
+            dialect.feed(b"*500\r\n" if _ == 0 else b"$10\r\n0123456789\r\n")
+    imap = Imap(greeting=False)
+    imap.submit(b"FETCH 1 BODY[]")
+    with pytest.raises(DialectError, match="more than 1000 bytes"):
+        imap.feed(b"* 1 FETCH (BODY[] {10}\r\n" + b"0123456789 {10}\r\n" * 100)
+
+
 # -- memcached ---------------------------------------------------------------------------
 
 

@@ -50,6 +50,7 @@ class Imap(Dialect):
         self._more = False  # the next input line continues the command
         self._need = -1  # counted bytes of a reply literal still to read
         self._logical: list[bytes] = []  # a reply line with its literals, in parts
+        self._held = 0  # bytes in _logical
 
     @property
     def needs_input(self) -> bool:
@@ -121,12 +122,15 @@ class Imap(Dialect):
             match = _LITERAL.search(line)
             if match is not None:
                 size = int(match.group(1))
-                if size > MAX_COUNTED:
-                    raise DialectError(f"a literal of {size} bytes")
+                self._held += len(line) + size
+                if self._held > MAX_COUNTED:
+                    raise DialectError(
+                        f"a reply line with literals of more than {MAX_COUNTED} bytes"
+                    )
                 self._logical.append(b"\r\n")
                 self._need = size
                 continue
-            parts, self._logical = self._logical, []
+            parts, self._logical, self._held = self._logical, [], 0
             first = parts[0]
             events.extend(_lines(b"".join(parts)) if len(parts) > 1 else parts)
             done = self._outcome(first)

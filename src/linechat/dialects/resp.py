@@ -53,6 +53,7 @@ class Resp(Dialect):
     def start(self) -> None:
         self._stack: list[Value] = []
         self._bulk: Value | None = None  # a counted string whose bytes are awaited
+        self._held = 0  # bytes (and a little per value) of the reply being read
 
     @property
     def mid_reply(self) -> bool:
@@ -142,12 +143,17 @@ class Resp(Dialect):
 
     def _complete(self, value: Value, events: list[Event]) -> None:
         stack = self._stack
+        if stack:  # a part of an aggregate: held until the whole reply is shown
+            self._held += len(value.data) + 64
+            if self._held > MAX_COUNTED:
+                raise DialectError(f"a RESP reply holding more than {MAX_COUNTED} bytes")
         while stack:
             parent = stack[-1]
             parent.items.append(value)
             if len(parent.items) < parent.size:
                 return
             value = stack.pop()
+        self._held = 0
         if value.kind == _ATTRIBUTE:  # an attribute: the reply follows it
             return
         text = format_value(value, raw=self.raw)
