@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from linechat.services.chat.rooms import RemoteMember, Rooms
+from linechat.services.chat.rooms import Channel, RemoteMember, Rooms
 
 
 class Local(RemoteMember):
@@ -45,20 +45,53 @@ def test_nicks_fold_with_rfc1459() -> None:
     assert a.prefix == b"other!~u@host"
 
 
-def test_fan_out_queues_one_shared_line_per_member_and_marks_dirty_once() -> None:
+def in_channel(n: int) -> tuple[Rooms, list[RemoteMember], Channel]:
     rooms = Rooms()
-    members = [member(b"m%d" % i) for i in range(5)]
+    members = [member(b"m%d" % i) for i in range(n)]
     for m in members:
         rooms.add_user(m)
         rooms.join(m, b"#c")
     channel = rooms.channel(b"#c")
     assert channel is not None
-    line = b":m0!~u@host PRIVMSG #c :hi\r\n"
-    rooms.to_channel(channel, line, skip=members[0])
-    rooms.to_channel(channel, line, skip=members[0])
-    assert members[0].outq == []
-    assert all(m.outq == [line, line] and m.outq[0] is line for m in members[1:])
-    assert rooms.dirty == members[1:]  # once each, however many lines
+    return rooms, members, channel
+
+
+def test_fan_out_shares_one_run_per_channel_and_marks_dirty_once() -> None:
+    rooms, members, channel = in_channel(5)
+    one = b":m0!~u@host PRIVMSG #c :one\r\n"
+    two = b":m1!~u@host PRIVMSG #c :two\r\n"
+    rooms.to_channel(channel, one, skip=members[0])
+    rooms.to_channel(channel, two, skip=members[1])
+    run = members[2].outq[0]
+    assert all(m.outq == [run] for m in members)  # one shared object, not a line each
+    assert rooms.dirty == members  # once each, however many lines
+    rooms.end_runs()
+    assert rooms.take(members[0]) == two  # its own line is not sent back
+    assert rooms.take(members[1]) == one
+    blob = rooms.take(members[2])
+    assert blob == one + two
+    assert rooms.take(members[3]) is blob  # joined once for everyone
+    assert rooms.take(members[4]) is blob
+    assert all(m.outq == [] for m in members)
+
+
+def test_a_line_queued_between_two_channel_lines_keeps_its_place() -> None:
+    rooms, members, channel = in_channel(4)
+    one, two = b"one\r\n", b"two\r\n"
+    direct, other = b"direct\r\n", b"other\r\n"
+    rooms.to_channel(channel, one)
+    rooms.to_member(members[2], direct)
+    rooms.to_channel(channel, two)
+    newcomer = member(b"late")
+    rooms.add_user(newcomer)
+    rooms.join(newcomer, b"#c")
+    rooms.to_channel(channel, other)
+    rooms.end_runs()
+    assert rooms.take(members[2]) == one + direct + two + other
+    assert rooms.take(members[3]) == one + two + other
+    assert rooms.take(newcomer) == other  # nothing from before it joined
+    rooms.to_channel(channel, one)  # after the flush: a new run
+    assert rooms.take(members[3]) == one
 
 
 def test_remove_user_leaves_every_channel_and_neighbours() -> None:

@@ -4,10 +4,16 @@ Members are local connections (they have a send queue) or users of other
 servers learnt from the Redis backplane (``local`` False: their own server
 delivers to them). Names are keys after the rfc1459 case mapping.
 
-Fan-out is the hot path: a line for a channel is formatted once and its
-bytes object appended to each local member's queue (``outq``); a member put
-in the ``dirty`` list the first time in a loop pass, and the owner of the
-rooms writes each dirty member's queue with one transport write per pass.
+Fan-out is the hot path: a line for a channel is formatted once, and the
+lines a channel gets in a row within one loop pass form a :class:`Run`,
+joined once at the flush and shared by every member: a new run is put in
+each local member's queue (``outq``), later lines of the same run cost one
+append in all, not one per member. A run ends when anything else is queued
+for anyone, when a membership changes, and at the flush, so every member
+still gets its lines in the order they were sent. A member is put in the
+``dirty`` list the first time in a loop pass, and the owner of the rooms
+writes each dirty member's queue with one transport write per pass
+(:meth:`Rooms.take`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Protocol
 
 from .irc import casefold
 
-__all__ = ["Channel", "Member", "RemoteMember", "Rooms"]
+__all__ = ["Channel", "Member", "RemoteMember", "Rooms", "Run"]
 
 
 class Member(Protocol):
@@ -32,8 +38,8 @@ class Member(Protocol):
     server_name: bytes
     #: Folded channel name -> channel, for the channels the user is in.
     channels: dict[bytes, Channel]
-    #: Queued outgoing bytes (local members only; empty for remote ones).
-    outq: list[bytes]
+    #: Queued outgoing lines and runs (local members only; empty for remote ones).
+    outq: list[bytes | Run]
 
     @property
     def local(self) -> bool: ...
@@ -56,13 +62,57 @@ class RemoteMember:
         self.server_name = server_name
         self.prefix = nick + b"!" + user + b"@" + host
         self.channels: dict[bytes, Channel] = {}
-        self.outq: list[bytes] = []
+        self.outq: list[bytes | Run] = []
+
+
+class Run:
+    """Lines a channel got in a row within one loop pass, shared by its members.
+
+    Joined once for all the members that sent none of them; a member that
+    sent some gets the others (its own are not echoed back).
+    """
+
+    __slots__ = ("blob", "lines", "senders", "talkers")
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.senders: list[Member | None] = []
+        self.talkers: set[Member] = set()
+        self.blob: bytes | None = None
+
+    def add(self, line: bytes, sender: Member | None) -> None:
+        self.lines.append(line)
+        self.senders.append(sender)
+        if sender is not None:
+            self.talkers.add(sender)
+
+    def bytes_for(self, member: Member) -> bytes:
+        if member in self.talkers:
+            lines = self.lines
+            return b"".join(
+                [x for x, s in zip(lines, self.senders, strict=True) if s is not member]
+            )
+        blob = self.blob
+        if blob is None:
+            blob = self.blob = b"".join(self.lines)
+        return blob
 
 
 class Channel:
     """A channel: its members (all of them, and the local ones apart for fan-out)."""
 
-    __slots__ = ("created", "key", "local", "members", "name", "topic", "topic_at", "topic_by")
+    __slots__ = (
+        "created",
+        "key",
+        "local",
+        "members",
+        "name",
+        "run",
+        "run_stamp",
+        "topic",
+        "topic_at",
+        "topic_by",
+    )
 
     def __init__(self, name: bytes) -> None:
         self.name = name
@@ -75,6 +125,9 @@ class Channel:
         self.members: dict[Member, None] = {}
         #: The local members only: what a line fans out to.
         self.local: dict[Member, None] = {}
+        #: The run its next line may join, if ``run_stamp`` is still the rooms' stamp.
+        self.run: Run | None = None
+        self.run_stamp = -1
 
 
 class Rooms:
@@ -85,6 +138,10 @@ class Rooms:
         self.channels: dict[bytes, Channel] = {}
         #: Local members with queued output since the last flush.
         self.dirty: list[Member] = []
+        #: Bumped whenever a channel's run must end (see the module's docstring).
+        self.stamp = 0
+        #: Channels whose run is open, to let go of them at the flush.
+        self._open: list[Channel] = []
 
     # -- nicks ---------------------------------------------------------------
 
@@ -134,10 +191,12 @@ class Rooms:
         channel.members[member] = None
         if member.local:
             channel.local[member] = None
+            self.stamp += 1  # lines from now on reach it: a new run
         member.channels[key] = channel
         return channel
 
     def part(self, member: Member, channel: Channel) -> None:
+        self.stamp += 1
         channel.members.pop(member, None)
         channel.local.pop(member, None)
         member.channels.pop(channel.key, None)
@@ -155,16 +214,43 @@ class Rooms:
 
     def to_channel(self, channel: Channel, line: bytes, skip: Member | None = None) -> None:
         """Queue ``line`` (CRLF included) for every local member but ``skip``."""
+        run = channel.run
+        if run is not None and channel.run_stamp == self.stamp:
+            run.add(line, skip)  # the members hold this run already
+            return
+        self.stamp += 1
+        run = channel.run = Run()
+        channel.run_stamp = self.stamp
+        self._open.append(channel)
+        run.add(line, skip)
         dirty = self.dirty
         for member in channel.local:
-            if member is not skip:
-                queue = member.outq
-                if not queue:
-                    dirty.append(member)
-                queue.append(line)
+            queue = member.outq
+            if not queue:
+                dirty.append(member)
+            queue.append(run)
+
+    def take(self, member: Member) -> bytes:
+        """Everything queued for ``member``, as one bytes object; its queue emptied."""
+        queue = member.outq
+        if len(queue) == 1:
+            item = queue[0]
+            data = item if isinstance(item, bytes) else item.bytes_for(member)
+        else:
+            data = b"".join([x if isinstance(x, bytes) else x.bytes_for(member) for x in queue])
+        queue.clear()
+        return data
+
+    def end_runs(self) -> None:
+        """At the flush: the open runs are closed; lines from now on start new ones."""
+        self.stamp += 1
+        for channel in self._open:
+            channel.run = None
+        self._open.clear()
 
     def to_members(self, members: dict[Member, None], line: bytes) -> None:
         """Queue ``line`` for each local member of ``members``."""
+        self.stamp += 1
         dirty = self.dirty
         for member in members:
             if member.local:
@@ -174,6 +260,7 @@ class Rooms:
                 queue.append(line)
 
     def to_member(self, member: Member, line: bytes) -> None:
+        self.stamp += 1
         if member.local:
             if not member.outq:
                 self.dirty.append(member)

@@ -30,7 +30,7 @@ from .irc import (
     valid_channel,
     valid_nick,
 )
-from .rooms import Channel, Member
+from .rooms import Channel, Member, Run
 
 __all__ = ["TOPICLEN", "ChatConnection"]
 
@@ -96,7 +96,7 @@ class ChatConnection(LineProtocol):
         self.prefix = b""
         self.server_name = hub.config.server_name
         self.channels: dict[bytes, Channel] = {}
-        self.outq: list[bytes] = []
+        self.outq: list[bytes | Run] = []
         self.registered = False
         self.cap_pending = False
         self.password_ok = hub.config.password is None
@@ -114,8 +114,10 @@ class ChatConnection(LineProtocol):
     def send(self, line: bytes) -> None:
         """Queue one line (CRLF added) for this client's next write."""
         queue = self.outq
+        rooms = self.hub.rooms
+        rooms.stamp += 1  # a channel's run queued before this line ends with it
         if not queue:
-            self.hub.rooms.dirty.append(self)
+            rooms.dirty.append(self)
         queue.append(line + CRLF)
 
     def reply(self, code: bytes, *params: bytes) -> None:
@@ -124,12 +126,10 @@ class ChatConnection(LineProtocol):
 
     def close_now(self) -> None:
         """Write what is queued, then close (after the transport has sent it)."""
-        queue = self.outq
-        if queue and self.transport is not None and not self.is_closing:
-            data = b"".join(queue)
+        data = self.hub.rooms.take(self) if self.outq else b""
+        if data and self.transport is not None and not self.is_closing:
             self.bytes_out += len(data)
             self.transport.write(data)
-        queue.clear()
         self.close()
 
     def abort_if_open(self) -> None:
