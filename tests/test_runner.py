@@ -30,7 +30,7 @@ from linechat import LineProtocol, LineStream, Option, Service, ServiceError, se
 @service_defaults(max_line_length=64)
 class Upper(LineProtocol):
     def connection_started(self) -> None:
-        self.write_line(b"READY " + str(self.peer[0]).encode())
+        self.write_line(b"READY " + str(self.peer[0] if self.peer else "unix").encode())
 
     def line_received(self, line: bytes) -> None:
         if line == b"QUIT":
