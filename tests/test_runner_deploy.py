@@ -155,7 +155,7 @@ def test_systemd_socket_activation(app_dir: Path, tmp_path: Path, workers: str |
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(b"act %d\r\nQUIT\r\n" % i)
                 assert read_all(sock) == b"READY 127.0.0.1\r\nACT %d\r\n" % i
-        text = wait_for(log, f"listening on 127.0.0.1:{port}")
+        wait_for(log, f"listening on 127.0.0.1:{port}")
         if workers:
             assert "(2 workers)" in wait_for(log, r"\(2 workers\)")
     finally:
