@@ -168,8 +168,9 @@ class LineServer:
             protocol = self._accept()
             protocol.peer = address
             if header is not None:
-                protocol.peer = header.peer
                 protocol.proxy_header = header
+                if header.peer is not None:  # a LOCAL header (health check) has none
+                    protocol.peer = header.peer
             accepted = protocol
             await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: accepted,
