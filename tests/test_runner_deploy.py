@@ -233,6 +233,18 @@ def test_reload_picks_up_an_edit(serve: Callable[..., Served], tmp_path: Path) -
     assert served.stop() == 0
 
 
+def test_reload_without_watchfiles_says_which_extra(tmp_path: Path) -> None:
+    (tmp_path / "watchfiles.py").write_text("raise ImportError('not installed here')\n")
+    result = subprocess.run(
+        linechat_command("serve", "--reload", "--app-dir", str(tmp_path), "--port", "0"),
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "pip install 'linechat[reload]'" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
 def test_reload_with_workers_is_refused() -> None:
     result = subprocess.run(
         linechat_command("serve", "--reload", "--workers", "2"), capture_output=True, timeout=30

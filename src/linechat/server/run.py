@@ -132,7 +132,8 @@ class Server:
             self.line_server = server
             self.addresses = await self._listen(server, settings, context.tls_context)
             stack.push_async_callback(self._shutdown, server)
-            log.info(
+            log.log(
+                logging.INFO if (config.worker_id or 1) == 1 else logging.DEBUG,  # once
                 "%s: %s layer; %s; max_connections=%s grace=%g",
                 loaded.target,
                 actual,
