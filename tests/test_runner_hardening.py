@@ -52,7 +52,10 @@ def served_within(served: Served, cert: Path, seconds: float = 10.0) -> bytes:
     """A TLS client's answer, retried while the server is (still) full."""
     deadline = time.monotonic() + seconds
     while True:
-        reply = tls_echo(served, cert)
+        try:
+            reply = tls_echo(served, cert)
+        except (ssl.SSLError, ConnectionError) as exc:  # refused mid-handshake: try again
+            reply = b"ERROR " + str(exc).encode()
         if not reply.startswith(b"ERROR") or time.monotonic() > deadline:
             return reply
         time.sleep(0.1)

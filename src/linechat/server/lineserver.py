@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..handler_task import HandlerTask
 from ..idle_watch import IdleWatch
 from ..protocol import LineProtocol
 from ..proxy_accept import ProxyPolicy, read_proxy_header
@@ -58,6 +59,20 @@ class _Refused(LineProtocol):
     def connection_started(self) -> None:
         self.write_line(b"ERROR too many connections")
         self.close()
+
+
+class _Starting:
+    """Told when a plain connection's set-up ends: on failure, its slot is given back."""
+
+    __slots__ = ("conn", "protocol", "server")
+
+    def __init__(self, server: LineServer, protocol: LineProtocol, conn: socket.socket) -> None:
+        self.server, self.protocol, self.conn = server, protocol, conn
+
+    def handler_done(self, exc: BaseException | None, cancelled: bool) -> None:
+        if (exc is not None or cancelled) and not self.protocol.is_connected:
+            self.conn.close()
+            self.server._never_connected(self.protocol, exc)
 
 
 class LineServer:
@@ -136,7 +151,14 @@ class LineServer:
         unix = sock.family == socket.AF_UNIX
 
         def accepted(conn: socket.socket, address: Any) -> None:
-            self._spawn(self._start(conn, None if unix else address, ssl_context))
+            if unix:
+                address = None
+            if ssl_context is None and (
+                self.proxy is None or not self.proxy.expects_header(address)
+            ):
+                self._start_plain(loop, conn, address)  # the common case, without a Task
+            else:
+                self._spawn(self._start(conn, address, ssl_context))
 
         acceptor = Acceptor(loop, sock, accepted, self.accept_failures)
         self._listeners.append(sock)
@@ -190,6 +212,15 @@ class LineServer:
             if protocol is not None and not protocol.is_connected:
                 self._never_connected(protocol, None)
             raise
+
+    def _start_plain(
+        self, loop: asyncio.AbstractEventLoop, conn: socket.socket, address: Any
+    ) -> None:
+        """Make a plain connection: the loop's own coroutine, driven without a Task."""
+        protocol = self._accept()
+        protocol.peer = address
+        starting = loop.connect_accepted_socket(lambda: protocol, conn)
+        HandlerTask(starting, _Starting(self, protocol, conn)).step()
 
     def _never_connected(self, protocol: LineProtocol, exc: BaseException | None) -> None:
         """A connection that failed before it was made (TLS handshake): release it."""

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import contextlib
 import errno
@@ -78,7 +79,9 @@ def bind_tcp(host: str | None, port: int, *, reuse_port: bool = False) -> list[s
 
 
 def _bind_one(family: int, address: Any, reuse_port: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY
+    # only on sockets whose proto says TCP.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -184,6 +187,18 @@ def inherited(fds: list[int]) -> list[socket.socket]:
     return sockets
 
 
+class _Accepted(socket.socket):
+    """An accepted connection's socket, whose ``family`` and ``type`` are plain ints.
+
+    The event loop reads them for every connection; socket.socket converts
+    them to enums each time, which cost more than the rest of the accept.
+    """
+
+    __slots__ = ()
+    family = _socket.socket.family  # type: ignore[assignment]
+    type = _socket.socket.type  # type: ignore[assignment]
+
+
 class Acceptor:
     """Accept on ``listener`` whenever it is readable; hand each connection on.
 
@@ -206,6 +221,8 @@ class Acceptor:
         self.on_accept = on_accept
         self.failures = failures
         self.fd = listener.fileno()
+        # What an accepted socket is (as socket.accept() would ask per connection).
+        self._kind = (int(listener.family), int(listener.type), listener.proto)
         self._pause = PAUSE_FIRST
         self._timer: asyncio.TimerHandle | None = None
         self._watching = False
@@ -226,7 +243,7 @@ class Acceptor:
     def _ready(self) -> None:
         for _ in range(BATCH):
             try:
-                conn, address = self.listener.accept()
+                fd, address = self.listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -235,7 +252,7 @@ class Acceptor:
                 self._paused(exc)
                 return
             self._pause = PAUSE_FIRST
-            self.on_accept(conn, address)
+            self.on_accept(_Accepted(*self._kind, fileno=fd), address)
 
     def _paused(self, exc: OSError) -> None:
         self.close()
