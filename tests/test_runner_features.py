@@ -52,6 +52,20 @@ async def stubborn(stream: LineStream) -> None:
         raise
 
 
+class Fragile(LineProtocol):
+    made = 0
+
+    def __init__(self, **options):
+        type(self).made += 1
+        if type(self).made == 1:
+            raise RuntimeError("constructor failed on purpose")
+        super().__init__(**options)
+
+    def line_received(self, line: bytes) -> None:
+        self.write_line(b"ok")
+        self.close()
+
+
 async def polite(stream: LineStream) -> None:
     import logging
     stream.write_line(b"WAITING")
@@ -235,6 +249,19 @@ def test_a_handler_notices_shutdown_as_end_of_stream(
         assert read_until(sock, b"WAITING\r\n") == b"WAITING\r\n"
         assert served.stop(signal.SIGTERM) == 0
     assert "polite handler saw None" in served.log()
+
+
+def test_a_constructor_that_raises_costs_one_connection(
+    serve: Callable[..., Served], app_dir: Path
+) -> None:
+    served = serve("userapp:Fragile", "--app-dir", str(app_dir))
+    with served.connect() as first:
+        assert read_all(first) == b""  # closed: its protocol could not be made
+    with served.connect() as second:
+        assert exchange(second, b"x\r\n") == b"ok\r\n"
+    log = served.wait_log("constructor failed on purpose")
+    assert "cannot start a connection from 127.0.0.1:" in log
+    assert log.count("Traceback") == 1
 
 
 def test_effective_settings_logged_once(user: Callable[..., Served]) -> None:

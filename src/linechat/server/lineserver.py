@@ -153,12 +153,16 @@ class LineServer:
         def accepted(conn: socket.socket, address: Any) -> None:
             if unix:
                 address = None
-            if ssl_context is None and (
-                self.proxy is None or not self.proxy.expects_header(address)
-            ):
-                self._start_plain(loop, conn, address)  # the common case, without a Task
-            else:
-                self._spawn(self._start(conn, address, ssl_context))
+            try:
+                if ssl_context is None and (
+                    self.proxy is None or not self.proxy.expects_header(address)
+                ):
+                    self._start_plain(loop, conn, address)  # the common case, without a Task
+                else:
+                    self._spawn(self._start(conn, address, ssl_context))
+            except Exception:  # the service's constructor failed: this peer only
+                log.exception("cannot start a connection from %s", format_address(address))
+                conn.close()
 
         acceptor = Acceptor(loop, sock, accepted, self.accept_failures)
         self._listeners.append(sock)
