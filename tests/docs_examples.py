@@ -272,7 +272,7 @@ class Page:
             (command, _), *more = commands(block.code)
             if more:
                 raise ExampleFailed(f"{block.where}: a server block holds one command")
-            argv = ["bash", "-c", f"exec {command}"]
+            argv = ["bash", "-c", command]  # stopped with its process group
         with log.open("wb") as out:
             process = subprocess.Popen(
                 argv,
