@@ -151,7 +151,7 @@ def echo_chart(echo: list[Table]) -> bytes:
         ("100x1 RT/s", "100 connections x 1 line in flight", "round trips/s"),
         ("100x16 RT/s", "100 connections x 16 lines in flight", "round trips/s"),
         ("1000x1 RT/s", "1,000 connections x 1 line in flight", "round trips/s"),
-        ("idle-10k KiB/conn", "memory per idle connection (lower is better)", "KiB"),
+        ("idle-10k KiB/conn", "idle memory per connection (lower: better)", "KiB"),
     ]
     fig, axes = _figure(2, 2, 8)
     names = summary.column("server")
