@@ -29,6 +29,8 @@ SCRATCH = ROOT / ".fuzz"
 
 def harnesses(names: list[str]) -> list[Path]:
     found = sorted(HERE.glob("fuzz_*.py"))
+    if not found:
+        raise SystemExit(f"no fuzz_*.py harness in {HERE}")  # never pass by running nothing
     if not names:
         return found
     wanted = [HERE / f"fuzz_{name.removeprefix('fuzz_').removesuffix('.py')}.py" for name in names]
