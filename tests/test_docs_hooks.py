@@ -85,3 +85,9 @@ def test_charts_are_drawn_from_the_recorded_results() -> None:
     assert set(charts) == {"framing.svg", "echo.svg", "client.svg"}
     for svg in charts.values():
         assert svg.startswith(b"<?xml") and b"linechat" in svg
+
+
+def test_sphinx_roles_become_plain_code() -> None:
+    roles = hook("sphinx_roles")
+    html = ":class:<code>LineFramer</code> and :meth:<code>~linechat.LineFramer.feed</code>"
+    assert roles.strip_roles(html) == "<code>LineFramer</code> and <code>feed</code>"
