@@ -1,29 +1,49 @@
 # Every target creates and uses .venv; `make run` and `make test` are all the set-up a fresh machine needs.
+# `make run` installs only what running needs (linechat and uvloop); the targets for
+# developers (test, lint, docs, bench, fuzz, dist) add the development tools once.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+FUZZ_STAMP := $(VENV)/.installed-fuzz
+FUZZ_SECONDS ?= 300
 
-.PHONY: run test lint bench bench-tools clean
+.PHONY: run test lint docs docs-serve bench bench-tools fuzz dist ci clean
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[fast,dev]'
-	touch $(STAMP)
+	$(BIN)/pip install -q -e '.[fast]'
+	touch $(RUN_STAMP)
 
-run: $(STAMP)
+$(DEV_STAMP): $(RUN_STAMP)
+	$(BIN)/pip install -q -e '.[fast,dev]'
+	touch $(DEV_STAMP)
+
+$(FUZZ_STAMP): $(DEV_STAMP)
+	$(BIN)/pip install -q -e '.[fuzz]'
+	touch $(FUZZ_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/linechat serve
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests bench docs/hooks noxfile.py .ci
+	$(BIN)/ruff format --check src tests bench docs/hooks noxfile.py .ci
 	$(BIN)/mypy
 
-bench: $(STAMP) bench-tools
+# The site, built strictly: a warning, a broken link or a missing reference fails.
+docs: $(DEV_STAMP)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(DEV_STAMP)
+	$(BIN)/mkdocs serve
+
+bench: $(DEV_STAMP) bench-tools
 	$(BIN)/python bench/framing.py
 	$(BIN)/python bench/echo/run.py
 	$(BIN)/python bench/client.py
@@ -42,5 +62,18 @@ bench/bin/chat-loadgen: bench/chat/loadgen.c
 	@mkdir -p bench/bin
 	gcc -O2 -Wall -Wextra -o $@ $<
 
+# Every tests/fuzz/fuzz_*.py for FUZZ_SECONDS each (CI runs them for 25 s each).
+fuzz: $(FUZZ_STAMP)
+	$(BIN)/python tests/fuzz/run.py --seconds $(FUZZ_SECONDS)
+
+# sdist and wheel in dist/, then the wheel's contents checked.
+dist: $(DEV_STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python .ci/check_wheel.py dist/*.whl
+
+ci:
+	.ci/run
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site .nox .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The machines are small and shared, and CI runs several Python versions at
+# once: generation time says nothing about correctness. Property tests keep
+# their example counts; only the timing checks are off.
+settings.register_profile(
+    "linechat",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "linechat"))
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 STARTED = re.compile(rb"listening on (?:\[?)([0-9a-f.:]+?)(?:\]?):(\d+)")

@@ -8,6 +8,7 @@ one that speaks first, one that resets, one that sends garbage, STARTTLS.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import socket
@@ -815,3 +816,16 @@ def test_tty_colour_and_no_color(serve: Callable[..., Served], home: Path) -> No
     green = re.compile(rb"\x1b\[[0-9;]*3[2]m")  # ANSI green: what the user sent
     assert green.search(outputs["colour"])
     assert not green.search(outputs["plain"])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),  # uvloop
+        OSError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 1)"),  # asyncio's own loop
+    ],
+)
+def test_a_refused_connection_reads_the_same_on_every_loop(error: OSError) -> None:
+    from linechat.client.session import describe_error
+
+    assert describe_error(error) == "connection refused"

@@ -124,6 +124,27 @@ def test_rewind_in_lenient_mode_is_exact() -> None:
     assert framer.read_exactly(5) == b"y\r\nz\n"
 
 
+@pytest.mark.parametrize(
+    ("delimiter", "data", "lines", "tail"),
+    [
+        (b"aa", b"aaa", [b""], b"a"),  # found by tests/fuzz/fuzz_framing.py
+        (b"\r\n\r\n", b"h\r\n\r\n\r\n", [b"h"], b"\r\n"),
+    ],
+)
+def test_rewind_with_a_delimiter_that_overlaps_itself(
+    delimiter: bytes, data: bytes, lines: list[bytes], tail: bytes
+) -> None:
+    framer = LineFramer(delimiter)
+    assert framer.feed(data) == lines
+    framer.rewind(0)
+    assert framer.buffered == len(data)
+    assert framer.read_exactly(len(data)) == data
+    framer = LineFramer(delimiter)
+    framer.feed(data)
+    framer.rewind(len(lines))
+    assert framer.read_exactly(framer.buffered) == tail
+
+
 def test_rewind_must_follow_feed() -> None:
     framer = LineFramer()
     framer.feed(b"a\r\n")

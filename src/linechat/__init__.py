@@ -6,6 +6,7 @@ The layers, from the bytes up: :class:`LineFramer` (sans-I/O framing),
 
 The asyncio layers are imported on first use, so a tool that needs only the
 framer (or the client, whose start-up time counts) does not pay for them.
+``dir(linechat)``, ``help(linechat)`` and completion list them all the same.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "start_server",
 ]
 
+#: The one place the version is kept (pyproject.toml reads it from here).
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -72,3 +74,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """Every public name, the lazily imported ones included (for dir, help, completion)."""
+    return sorted({*globals(), *__all__})

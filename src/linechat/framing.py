@@ -227,8 +227,14 @@ class LineFramer:
             source = self._head + source
         # The buffer holds the unterminated tail of ``source``, then whatever
         # receive() added since: put the given-back lines in front of it.
-        last = source.rfind(self._sep)
-        end = last + len(self._sep) if last >= 0 else 0
+        sep = self._sep
+        if any(sep[:k] == sep[-k:] for k in range(1, len(sep))):
+            # A delimiter that can overlap itself (b"aa", CRLF CRLF): find the
+            # last match where split() found it, scanning left to right.
+            end = self._offset_after(source, source.count(sep))
+        else:
+            last = source.rfind(sep)
+            end = last + len(sep) if last >= 0 else 0
         self._buf[:0] = source[self._offset_after(source, used) : end]
         self._scan_from = 0
 

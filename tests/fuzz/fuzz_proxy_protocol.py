@@ -1,21 +1,19 @@
-"""Coverage-guided fuzzing of the PROXY header parser with atheris (not run by pytest).
+"""Coverage-guided fuzzing of the PROXY header parser with atheris.
 
-    .venv/bin/pip install atheris
-    .venv/bin/python tests/fuzz/fuzz_proxy_protocol.py -max_total_time=60
+    make fuzz                                   # every harness, 5 minutes each
+    .venv/bin/python tests/fuzz/fuzz_proxy_protocol.py -max_total_time=60 \
+        tests/fuzz/corpus/proxy_protocol
 
 The first input byte picks the chunk size; the rest is the stream. Any input
 must give a header or ProxyProtocolError, with the buffer bounded.
+``one_input`` needs no atheris: tests/test_fuzz_corpus.py replays the corpus.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 
-atheris = importlib.import_module("atheris")  # untyped, optional: not a dependency
-
-with atheris.instrument_imports():
-    from linechat.proxy_protocol import ProxyHeaderParser, ProxyProtocolError
+from linechat.proxy_protocol import ProxyHeaderParser, ProxyProtocolError
 
 
 def one_input(data: bytes) -> None:
@@ -39,8 +37,8 @@ def one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+    # tests/fuzz/fuzzsupport.py, beside this file; it needs atheris (the fuzz extra).
+    importlib.import_module("fuzzsupport").fuzz(one_input)
 
 
 if __name__ == "__main__":

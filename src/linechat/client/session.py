@@ -370,7 +370,9 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed | ProtocolError | ConnectError):
         return str(exc)
     if isinstance(exc, OSError):
-        if exc.errno:  # asyncio's "Connect call failed (...)" carries the errno: say it our way
+        if exc.errno:
+            # asyncio's own loop words a refused connection "Connect call failed
+            # ('127.0.0.1', 1)" (uvloop: "Connection refused"): the errno says it plainly.
             return os.strerror(exc.errno).lower()
         if exc.strerror:
             return exc.strerror.lower() if exc.strerror[0].isupper() else exc.strerror
