@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import grp
 import json
+import mailbox
 import os
 import pwd
 import re
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import require_tool
+from .conftest import Served, require_tool
 from .test_connect import Conn, Peer, finish, free_port, run_connect, stop, terminal, wait_port
 
 Script = Callable[[Conn], None]
@@ -274,6 +275,26 @@ def test_smtp_over_tls_and_send_proxy(
     assert ok(result) == "220 tls.test ready\n250 ok\n250 ok\n221 bye\n"
     assert seen[0].startswith(b"PROXY TCP4 192.0.2.7 ")
     assert seen[1:] == [b"HELO x\r\n", b"NOOP\r\n", b"QUIT\r\n"]
+
+
+def test_smtp_into_linechat_serve_smtp_sink(serve: Callable[..., Served], tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    served = serve("smtp-sink", "--maildir", str(maildir), "--max-recipients", "1")
+    port = str(served.port)
+    out = ok(run_connect("--dialect", "smtp", served.host, port, input=MESSAGE))
+    assert out.splitlines()[0].startswith("220 ") and out.splitlines()[-1].startswith("221")
+    box = mailbox.Maildir(maildir, create=False)
+    (stored,) = [box.get_bytes(key) for key in box.iterkeys()]
+    assert b"\n.a line that starts with a dot" in stored  # unstuffed by the sink
+    assert b"Subject: lockstep" in stored
+    two = MESSAGE.replace(
+        b"RCPT TO:<b@example.org>\n", b"RCPT TO:<b@example.org>\nRCPT TO:<c@x.org>\n"
+    )
+    result = run_connect("--dialect", "smtp", "--json", served.host, port, input=two)
+    records = [json.loads(line) for line in ok(result, 3).splitlines()]
+    assert records[-2]["sent"] == ["RCPT TO:<c@x.org>"] and records[-2]["status"] == "error"
+    assert records[-1]["sent"] == ["QUIT"] and records[-1]["reply"][0].startswith("221")
+    assert len(box.keys()) == 1  # the second message was never sent
 
 
 # -- a slow server: lockstep holds, nothing sleeps ------------------------------------------

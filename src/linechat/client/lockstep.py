@@ -37,6 +37,8 @@ READ_AHEAD = 4096
 #: Output is written at most this long after it came (one write for many replies).
 OUTPUT_DELAY = 0.02
 OUTPUT_LINES = 1024
+#: With --json a reply is held until it ends; past this many lines it is refused.
+JSON_MAX_LINES = 1_000_000
 
 
 class LockstepEnding(enum.Enum):
@@ -313,6 +315,8 @@ class Lockstep:
             else:
                 self._show(shown)
                 shown = []
+                if self.finished.done():
+                    return
                 self._done(event)
                 if self.finished.done():
                     return
@@ -324,7 +328,11 @@ class Lockstep:
     def _show(self, lines: list[bytes]) -> None:
         self.exchange.heard = True
         if self.as_json:
-            self.exchange.reply.extend(lines)
+            reply = self.exchange.reply
+            reply.extend(lines)
+            if len(reply) > JSON_MAX_LINES:  # held until the reply ends: bounded
+                self.detail = f"a reply of more than {JSON_MAX_LINES:,} lines: too long for --json"
+                self._end(LockstepEnding.PROTOCOL)
         else:
             self.write_lines(lines)
 
