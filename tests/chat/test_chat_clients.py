@@ -171,3 +171,37 @@ def test_weechat_registers_joins_sends_and_receives(
         )
         raise AssertionError(f"WeeChat never logged the line; logs: {found}")
     assert "peer" in log.read_text(errors="replace")
+
+
+def test_irssi_under_a_pty_registers_joins_sends_and_receives(
+    shared_chat: Served, clients: Connect, tmp_path: Path
+) -> None:
+    binary = require_tool("irssi")
+    pexpect = pytest.importorskip("pexpect")
+    peer = clients(shared_chat.port)
+    peer.register("irspeer")
+    peer.send("JOIN #irs")
+    peer.expect(" 366 ")
+    home = tmp_path / "irssi"
+    home.mkdir()
+    (home / "config").write_text('settings = { core = { real_name = "irssi test"; }; };\n')
+    child = pexpect.spawn(
+        binary,
+        ["--home", str(home), "-c", "127.0.0.1", "-p", str(shared_chat.port), "-n", "irsbot"],
+        env={"TERM": "xterm", "HOME": str(home), "LANG": "C.UTF-8"},
+        dimensions=(40, 200),
+        timeout=20,
+    )
+    try:
+        child.expect("Welcome to the linechat IRC Network")
+        child.send("/join #irs\r")
+        peer.expect(r"^:irsbot!\S+ JOIN #irs$", timeout=20)
+        child.send("hello from irssi\r")
+        assert peer.expect("PRIVMSG", timeout=20).endswith(b" PRIVMSG #irs :hello from irssi")
+        peer.send("PRIVMSG #irs :hello irssi, from a socket")
+        child.expect("hello irssi, from a socket")
+        child.send("/quit leaving\r")
+        peer.expect(r"^:irsbot!\S+ QUIT :Quit: leaving$", timeout=20)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)

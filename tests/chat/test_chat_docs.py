@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
@@ -71,3 +73,30 @@ def test_ison_userhost_away_and_405(shared_chat: Served, clients: Connect) -> No
     client.send("JOIN " + ",".join(f"#many{i}" for i in range(51)))
     client.expect(" 366 extras #many49 ")
     client.expect(" 405 extras #many50 :You have joined too many channels")
+
+
+def test_idle_timeout_is_not_used_the_ping_timeout_is(
+    chat: Callable[..., Served], clients: Connect
+) -> None:
+    served = chat("--idle-timeout", "1")
+    client = clients(served.port)
+    client.register("idler")
+    assert client.quiet(2.5) == []  # silent past --idle-timeout: still connected, no PING yet
+    client.send("PING :still")
+    client.expect("PONG \\S+ :still")
+
+
+def test_irc_over_tls(chat: Callable[..., Served], certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    served = chat("--tls-cert", str(cert), "--tls-key", str(key))
+    context = ssl.create_default_context(cafile=str(cert))
+    with (
+        socket.create_connection(("127.0.0.1", served.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(b"NICK tls\r\nUSER u 0 * :x\r\nQUIT\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert b" 001 tls :Welcome to the linechat IRC Network tls!~u@127.0.0.1\r\n" in data
+    assert data.endswith(b"ERROR :Closing Link: 127.0.0.1 (Client Quit)\r\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linechat.services.chat.irc import (
@@ -119,6 +119,7 @@ def test_fit_text_keeps_whole_characters() -> None:
 words = st.binary(min_size=1, max_size=8).filter(lambda w: b" " not in w and not w.startswith(b":"))
 
 
+@settings(deadline=None)
 @given(
     command=st.sampled_from([b"PRIVMSG", b"NICK", b"JOIN", b"001"]),
     middle=st.lists(words, max_size=5),
@@ -131,6 +132,7 @@ def test_format_then_parse_round_trips(
     assert parse(line) == Message(b"p!u@h", command, [*middle, trailing])
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=600))
 def test_any_line_parses_or_fails_cleanly(line: bytes) -> None:
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -302,3 +303,20 @@ def test_server_pings_a_silent_client_then_drops_it(
     watcher.expect("silent!~u@127.0.0.1 QUIT :Ping timeout: 2 seconds")
     watcher.send("PING :still")
     watcher.expect("PONG")
+
+
+def test_a_client_that_never_registers_is_dropped(
+    chat: Callable[..., Served], clients: Connect
+) -> None:
+    served = chat("--ping-timeout", "2")
+    lingerer = clients(served.port)
+    lingerer.send("NICK lingerer")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # talking, but never sending USER
+        lingerer.send("PONG :here")
+        lines = lingerer.quiet(0.3)
+        if any(line.startswith(b"ERROR") for line in lines):
+            break
+    else:
+        raise AssertionError("the unregistered client was never dropped")
+    assert lingerer.seen[-1] == b"ERROR :Closing Link: 127.0.0.1 (Registration timeout)"

@@ -247,3 +247,26 @@ def test_an_unreachable_redis_is_a_clear_error() -> None:
     )
     assert result.returncode == 2
     assert f"--redis redis://127.0.0.1:{port}/0: cannot use it".encode() in result.stderr
+
+
+def test_a_nick_taken_on_two_servers_during_an_outage_is_logged(
+    chat: Callable[..., Served], clients: Connect, redis: Redis
+) -> None:
+    one, two = two_servers(chat, redis)
+    redis.stop(signal.SIGKILL)
+    one.wait_log("Redis lost", timeout=15)
+    two.wait_log("Redis lost", timeout=15)
+    first, second = clients(one.port), clients(two.port)
+    first.register("twice")  # each server checks nicks on its own meanwhile
+    second.register("twice")
+    redis.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if "also claimed on another server" in one.log() + two.log():
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the clash was never logged")
+    for client in (first, second):  # both keep it, neither is dropped
+        client.send("PING :kept")
+        client.expect("PONG")

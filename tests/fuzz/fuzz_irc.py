@@ -3,7 +3,9 @@
     .venv/bin/pip install atheris
     .venv/bin/python tests/fuzz/fuzz_irc.py -max_total_time=60
 
-Each input is split into lines at LF, as the framer would. Any line must
+Each input is split into lines at LF, as the framer would (and as the Redis
+backplane splits a batch of events). Each line must decode as an event or be
+skipped, and any line must
 parse to a message (or None) or raise IRCParseError; a parsed message has
 an upper-case command or a numeric, at most 15 parameters, and formatting it
 again gives a line that parses to the same message.
@@ -15,6 +17,7 @@ import importlib
 import sys
 
 atheris = importlib.import_module("atheris")  # untyped, optional: not a dependency
+importlib.import_module("redis.asyncio")  # imported first: not instrumented (only ours is)
 
 with atheris.instrument_imports():
     from linechat.services.chat.irc import (
@@ -27,10 +30,24 @@ with atheris.instrument_imports():
         valid_channel,
         valid_nick,
     )
+    from linechat.services.chat.redis_backplane import FIELDS, decode_event, encode_event
+
+
+def check_event(raw: bytes) -> None:
+    """The backplane's events (what other servers publish) decode or are skipped."""
+    event = decode_event(raw)
+    if event is None:
+        return
+    kind, server_id, fields = event
+    if len(fields) != FIELDS[kind]:
+        raise AssertionError("wrong field count")
+    if encode_event(kind, server_id, *fields) != raw:
+        raise AssertionError("event does not re-encode to itself")
 
 
 def one_input(data: bytes) -> None:
     for line in data.split(b"\n"):
+        check_event(line)
         line = line.removesuffix(b"\r")
         try:
             message = parse(line)

@@ -12,4 +12,5 @@ __all__ = ["BUILTIN"]
 BUILTIN: dict[str, str] = {
     "echo": "linechat.services.echo:SERVICE",
     "chat": "linechat.services.chat:SERVICE",
+    "smtp-sink": "linechat.services.smtp_sink:SERVICE",
 }

@@ -170,13 +170,21 @@ class ChatHub:
     # -- the ping sweep ----------------------------------------------------------
 
     def _look(self) -> None:
-        """Ping connections silent half the timeout; drop those silent all of it."""
+        """Ping connections silent half the timeout; drop those silent all of it.
+
+        A connection still not registered after the timeout is dropped too,
+        talking or not.
+        """
         self._sweep = None
         now = self.loop.time()
         timeout = self.config.ping_timeout
         ping = b"PING :" + self.config.server_name
+        wall = time.time()
         for connection in list(self.connections):
             if connection.is_closing:
+                continue
+            if not connection.registered and wall - connection.signon >= timeout:
+                self.drop(connection, "Registration timeout")
                 continue
             if connection.bytes_in != connection.seen_bytes:
                 connection.seen_bytes = connection.bytes_in

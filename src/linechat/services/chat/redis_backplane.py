@@ -29,6 +29,9 @@ import os
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ...errors import ServiceError
@@ -69,6 +72,8 @@ for i, key in ipairs(KEYS) do
 end
 return n
 """
+#: Publishes waiting for Redis at most; past it new events are dropped (and logged).
+MAX_IN_FLIGHT = 1000
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
 
@@ -85,7 +90,7 @@ def decode_event(data: bytes) -> tuple[bytes, bytes, list[bytes]] | None:
     if count is None:
         return None
     parts = rest.split(b" ", count)
-    if len(parts) != count + 1:
+    if len(parts) != count + 1 or not parts[0]:
         return None
     return kind, parts[0], parts[1:]
 
@@ -117,8 +122,14 @@ class RedisBackplane:
     async def start(self) -> None:
         """Connect (or raise ServiceError), then keep the link up in the background."""
         try:
+            # A pooled connection from before an outage fails once: try again on a new one.
             self.redis = aioredis.from_url(
-                self.url, socket_timeout=5, socket_connect_timeout=5, decode_responses=False
+                self.url,
+                socket_timeout=5,
+                socket_connect_timeout=5,
+                decode_responses=False,
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError],
             )
             await self.redis.ping()
         except (RedisError, OSError, ValueError) as exc:
@@ -158,9 +169,15 @@ class RedisBackplane:
         return self.prefix + b"nick:" + folded
 
     def _lost(self, exc: BaseException) -> None:
+        """The subscription broke: Redis is away until the listener is back."""
         if self.up:
             log.warning("Redis lost (%s): local rooms go on, reconnecting", exc)
         self.up = False
+
+    def _failed(self, exc: BaseException) -> None:
+        """A command failed. Only the listener decides that Redis is away: a
+        pooled connection from before an outage fails once and is replaced."""
+        log.debug("Redis command failed: %s", exc)
 
     # -- nicks -------------------------------------------------------------------------
 
@@ -172,7 +189,7 @@ class RedisBackplane:
                 return True
             return bool(await self.redis.get(key) == self.server_id)
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self._failed(exc)
             return True
 
     def release(self, nick: bytes) -> None:
@@ -183,7 +200,7 @@ class RedisBackplane:
         try:
             await self._release_script(keys=[self._key(casefold(nick))], args=[self.server_id])
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self._failed(exc)
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -197,13 +214,16 @@ class RedisBackplane:
     def _send_pending(self) -> None:
         if self._pending:
             batch, self._pending = b"\n".join(self._pending), []
+            if len(self._tasks) >= MAX_IN_FLIGHT:  # Redis is not keeping up: do not grow
+                log.warning("Redis is slow: %d bytes of events dropped", len(batch))
+                return
             self._spawn(self._publish(batch))
 
     async def _publish(self, batch: bytes) -> None:
         try:
             await self.redis.publish(self.channel, batch)
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self._failed(exc)
 
     def _announce(self) -> None:
         """HELLO (the others answer with their state) and our own state."""
@@ -312,7 +332,7 @@ class RedisBackplane:
                         keys=keys[start : start + 500], args=[self.server_id, self.nick_ttl]
                     )
             except (RedisError, OSError) as exc:
-                self._lost(exc)
+                self._failed(exc)
                 continue
             now = loop.time()
             for sid, seen in list(self.beats.items()):
@@ -337,6 +357,8 @@ class RedisBackplane:
                 self._apply_one(*event)
             except (ValueError, KeyError, IndexError):  # another version's event: skip it
                 log.debug("event not understood: %r", raw[:200])
+            except Exception:  # a bug must not stop the listener (and the network)
+                log.exception("event not applied: %r", raw[:200])
         self.hub.kick()
 
     def _apply_one(self, kind: bytes, sid: bytes, fields: list[bytes]) -> None:
