@@ -39,6 +39,9 @@ def test_cli_reference_has_every_flag_of_every_command() -> None:
             for option in action.option_strings:
                 assert f"`{option}" in text or f", {option}" in text, option
     assert "### echo {#service-echo}" in text
+    # serve's flags come from the runner's parser, not the argument-less stub
+    for flag in ("serve-tls-cert", "serve-proxy-protocol", "serve-workers", "serve-config"):
+        assert f"{{#{flag}}}" in text, flag
 
 
 def test_cli_reference_replaces_only_its_marker() -> None:

@@ -45,10 +45,17 @@ def render() -> str:
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's parser; ``serve``'s is the runner's own (its stub only names it)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            choices: dict[str, argparse.ArgumentParser] = action.choices
-            return dict(choices)
+            choices: dict[str, argparse.ArgumentParser] = dict(action.choices)
+            if "serve" in choices:
+                # `linechat serve` parses its flags in two steps (cli/serve.py), so
+                # the subparser registered in build_parser() has no arguments.
+                from linechat.cli.serve import runner_parser
+
+                choices["serve"] = runner_parser(add_help=True)
+            return choices
     return {}
 
 
@@ -72,6 +79,8 @@ def render_command(name: str, sub: argparse.ArgumentParser) -> str:
     lines = [f"## linechat {name} {{#{name}}}\n", f"```text\n{usage}\n```\n"]
     if sub.description:
         lines.append(f"{sub.description}\n")
+    if sub.epilog:
+        lines.append(f"```text\n{sub.epilog}\n```\n")
     for group in sub._action_groups:
         actions = [
             action
