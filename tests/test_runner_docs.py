@@ -22,7 +22,7 @@ HOWTO = (ROOT / "docs" / "howto" / "run-your-service.md").read_text()
 
 
 def blocks(text: str, kind: str) -> list[str]:
-    return re.findall(rf"```{kind}\n(.*?)```", text, re.S)
+    return re.findall(rf"```{kind}[^\n]*\n(.*?)```", text, re.S)
 
 
 def section(text: str, title: str) -> str:
