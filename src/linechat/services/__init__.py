@@ -11,4 +11,5 @@ __all__ = ["BUILTIN"]
 
 BUILTIN: dict[str, str] = {
     "echo": "linechat.services.echo:SERVICE",
+    "whois": "linechat.services.whois:SERVICE",
 }
