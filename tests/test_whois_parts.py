@@ -126,7 +126,7 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.write_text("x")
     locked.chmod(0)
-    with pytest.raises(ServiceError, match="cannot read WHOIS data .*locked"):
+    with pytest.raises(ServiceError, match=r"cannot read WHOIS data .*locked"):
         load_records(tmp_path)
 
 

@@ -30,7 +30,7 @@ def render_fields(fields: Mapping[str, object], where: str) -> str:
     for name, value in fields.items():
         values = value if isinstance(value, list) else [value]
         for item in values:
-            if isinstance(item, (dict, list)) or isinstance(item, bool):
+            if isinstance(item, (dict, list, bool)):
                 raise ServiceError(f"{where}: field {name!r} must be text or numbers")
             lines.append(f"{name}: {item}")
     return "\n".join(lines)
