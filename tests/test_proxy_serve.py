@@ -118,7 +118,7 @@ def test_proxy_flag_needs_tcp(tmp_path: Path) -> None:
         capture_output=True,
         timeout=30,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error
     assert "TCP listeners only" in result.stderr.decode()
 
 

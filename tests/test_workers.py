@@ -94,7 +94,7 @@ def test_workers_need_tcp(tmp_path: Path) -> None:
         capture_output=True,
         timeout=30,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error, as --help says
     assert "does not work with --unix" in result.stderr.decode()
 
 

@@ -13,16 +13,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError, ServiceError
+from .errors import (
+    ConfigError,
+    ConnectionClosed,
+    IdleTimeout,
+    LineTooLong,
+    ProtocolError,
+    ServiceError,
+)
 from .framing import LineFramer
 from .service import Option, ServeContext, Service, service_defaults
 
 if TYPE_CHECKING:
     from .protocol import LineProtocol
-    from .server import LineServer
+    from .server import LineServer, run, serve
     from .stream import LineStream, StreamServer, connect, start_server
 
 __all__ = [
+    "ConfigError",
     "ConnectionClosed",
     "IdleTimeout",
     "LineFramer",
@@ -37,6 +45,8 @@ __all__ = [
     "ServiceError",
     "StreamServer",
     "connect",
+    "run",
+    "serve",
     "service_defaults",
     "start_server",
 ]
@@ -50,6 +60,8 @@ _LAZY = {
     "StreamServer": "stream",
     "connect": "stream",
     "start_server": "stream",
+    "run": "server",
+    "serve": "server",
 }
 
 

@@ -34,3 +34,26 @@ class ServiceError(Exception):
     Raised by a service's ``check`` or ``build``; the runner reports the
     message as one line and ``linechat serve`` exits 2.
     """
+
+
+class ConfigError(Exception):
+    """The runner's configuration cannot work: a bad TARGET, an unknown key, a conflict.
+
+    ``linechat serve`` reports the message as one line and exits 2 (a usage
+    error); ``linechat.run()`` raises it before anything listens.
+    """
+
+
+class TargetImportError(Exception):
+    """Importing the TARGET's module raised: a bug in that module, not a usage error.
+
+    ``__cause__`` is the module's own exception; ``linechat serve`` shows its
+    traceback and exits 1.
+    """
+
+
+class StartupError(Exception):
+    """The server could not start: an address in use, an unreadable certificate.
+
+    ``linechat serve`` reports the message as one line and exits 1.
+    """

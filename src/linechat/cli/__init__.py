@@ -33,6 +33,13 @@ def build_parser(commands: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParse
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # parsed in two steps (the TARGET's options join in)
+        from .serve import main as serve
+
+        try:
+            return serve(argv[1:])
+        except KeyboardInterrupt:
+            return 130
     # Import only the command asked for: `linechat connect` starts faster
     # without the server's modules.
     wanted = tuple(name for name in COMMANDS if argv[:1] == [name]) or COMMANDS

@@ -1,267 +1,281 @@
-"""``linechat serve``: run a line service (echo by default) until SIGINT/SIGTERM."""
+"""``linechat serve TARGET``: flags and a config file into a Config; errors into exit codes.
+
+Parsing is in two steps: the runner's own flags find TARGET (and
+``--config``, ``--app-dir``), the TARGET is loaded, then its service's
+options join the runner's flags for the real parse (so ``linechat serve NAME
+--help`` shows them). Exit status: 0 after a clean shutdown, 2 for a usage
+error (argparse's, a bad TARGET, a config-file error, a ServiceError), 1 when
+the server cannot start or an imported module raised (with its traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import errno
-import functools
-import ipaddress
 import logging
-import os
-import signal
-import ssl
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..protocol import LineProtocol
-from ..server import DEFAULT_GRACE, LineServer, ProxyPolicy, tls_server_context
-from ..services import echo
-from ..stream import Handler, stream_protocol_factory
-from .common import (
-    CliError,
-    add_loop_option,
-    loop_factory,
+from ..errors import ConfigError, ServiceError, StartupError, TargetImportError
+from ..server.config import (
+    LAYERS,
+    LOG_LEVELS,
+    LOOPS,
+    Config,
+    network,
     non_negative_float,
     port_number,
     positive_int,
+    read_config_file,
 )
-from .workers import Supervisor, cpu_count, reserve_port
+from ..server.lineserver import DEFAULT_GRACE
+from ..server.load import Loaded, available_services, load
+from ..server.run import run_config
+from ..server.workers import cpu_count
+from ..service import Service
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "main", "report_errors", "setup_logging"]
 
+DESCRIPTION = """\
+Run a line service: the built-in echo service by default (every line is
+answered 'You sent: <line>', a line holding only '.' closes), a built-in or
+installed service by name, or your own by import string."""
 
-@dataclass(frozen=True)
-class Service:
-    """One service, on both layers, with the framing options it needs."""
+EPILOG = """\
+TARGET is one of:
+  NAME                  a built-in or installed service (--list shows them); default: echo
+  module.path:attr      a LineProtocol subclass (served on the protocol layer),
+                        an 'async def handler(stream)' (the stream layer),
+                        or a linechat.Service (a service with options of its own)
+  --factory module:attr a zero-argument callable returning a class or handler
 
-    protocol: Callable[..., LineProtocol]
-    handler: Handler
-    framing: dict[str, Any]
-
-    def factory(self, layer: str, **options: Any) -> Callable[[], LineProtocol]:
-        options = {**self.framing, **options}
-        if layer == "stream":
-            return stream_protocol_factory(self.handler, **options)
-        return functools.partial(self.protocol, **options)
-
-
-SERVICES = {"echo": Service(echo.EchoProtocol, echo.echo_handler, echo.FRAMING)}
-LAYERS = {"protocol", "stream"}
-LOG_LEVELS = ["debug", "info", "warning", "error"]
+Flags override the config file (--config), which overrides the service's defaults.
+Exit status: 0 after a clean shutdown, 2 for a usage error, 1 when the server
+cannot start."""
 
 
 def add_parser(commands: Any) -> None:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "serve",
-        help="run a line service (echo by default)",
-        description="Run a line service. By default the echo service on localhost:8007: "
-        "every line is answered 'You sent: <line>', a line holding only '.' closes.",
+    """Name ``serve`` in ``linechat --help``; :func:`main` parses its arguments."""
+    commands.add_parser(
+        "serve", help="run a line service (echo, a built-in one, or yours)", add_help=False
     )
-    parser.add_argument("--service", choices=sorted(SERVICES), default="echo")
-    parser.add_argument(
-        "--layer",
-        choices=sorted(LAYERS),
-        default="protocol",
-        help="protocol (callbacks, the fast path) or stream (coroutines)",
+
+
+def _arg(check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type from a check that raises ValueError with a clear message."""
+
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
+
+
+def _workers(text: str) -> int:
+    return cpu_count() if text == "auto" else positive_int(text)
+
+
+def runner_parser(add_help: bool) -> argparse.ArgumentParser:
+    """The runner's own flags. Every default is None: "not given"."""
+    parser = argparse.ArgumentParser(
+        prog="linechat serve",
+        usage="linechat serve [TARGET] [options]",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        add_help=add_help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--host", default=None, help="address to listen on (default localhost: IPv4 and IPv6)"
+    add = parser.add_argument
+    add("target", nargs="?", metavar="TARGET", help="what to serve (see below)")
+    add("--factory", action="store_true", default=None, help="TARGET is a factory: call it")
+    add("--app-dir", metavar="DIR", help="put DIR first on sys.path (default: .)")
+    add("--config", metavar="FILE", help="read options from a TOML file (keys: long option names)")
+    add("--list", action="store_true", help="list the built-in and installed services, and exit")
+    add("--service", metavar="NAME", help="the old spelling of TARGET")
+    add("--layer", choices=LAYERS, help="for a service that offers both layers (echo does)")
+    add("--host", help="address to listen on (default localhost: IPv4 and IPv6)")
+    add(
+        "--port",
+        type=_arg(port_number),
+        help="TCP port (default 8007 or the service's; 0 picks one)",
     )
-    parser.add_argument(
-        "--port", type=port_number, default=None, help="TCP port (default 8007; 0 picks one)"
-    )
-    parser.add_argument("--unix", metavar="PATH", help="listen on a Unix socket instead of TCP")
-    parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
-    parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
-    parser.add_argument(
-        "--max-line-length",
-        type=positive_int,
-        default=65536,
+    add("--unix", metavar="PATH", help="listen on a Unix socket instead of TCP")
+    add(
+        "--fd",
+        type=_arg(positive_int),
+        action="append",
         metavar="N",
-        help="longest line accepted, in bytes (default 65536)",
+        help="serve on the inherited listening socket N (repeatable); systemd's LISTEN_FDS "
+        "are used without it",
     )
-    parser.add_argument(
-        "--idle-timeout",
-        type=non_negative_float,
-        default=300.0,
+    add("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
+    add("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    add(
+        "--tls-handshake-timeout",
+        type=_arg(non_negative_float),
         metavar="SECONDS",
-        help="close a peer silent this long (default 300; 0 turns it off)",
+        help="close a peer that has not finished its TLS handshake by then (default 10)",
     )
-    parser.add_argument(
+    add(
+        "--max-line-length",
+        type=_arg(positive_int),
+        metavar="N",
+        help="longest line accepted, in bytes (default 65536 or the service's)",
+    )
+    add(
+        "--idle-timeout",
+        type=_arg(non_negative_float),
+        metavar="SECONDS",
+        help="close a peer silent this long (default 300 or the service's; 0 turns it off)",
+    )
+    add(
+        "--line-timeout",
+        type=_arg(non_negative_float),
+        metavar="SECONDS",
+        help="close a peer that takes longer than this to send one line (default off)",
+    )
+    add(
         "--max-connections",
-        type=positive_int,
-        default=None,
+        type=_arg(positive_int),
         metavar="N",
         help="past N open connections, a new peer gets an error line and is closed",
     )
-    parser.add_argument(
+    add(
         "--grace",
-        type=non_negative_float,
-        default=DEFAULT_GRACE,
+        type=_arg(non_negative_float),
         metavar="SECONDS",
         help=f"on SIGINT/SIGTERM, time left to finish (default {DEFAULT_GRACE:g})",
     )
-    add_loop_option(parser, "uvloop when installed")
-    parser.add_argument(
+    add("--loop", choices=LOOPS, help="event loop (auto: uvloop when installed)")
+    add(
         "--proxy-protocol",
         action="store_true",
+        default=None,
         help="require a PROXY protocol header (v1 or v2) from every peer (behind HAProxy)",
     )
-    parser.add_argument(
+    add(
         "--proxy-protocol-from",
-        type=network,
+        type=_arg(network),
         action="append",
-        default=None,
         metavar="CIDR",
         help="only peers in CIDR send the header (implies --proxy-protocol; repeatable); "
         "others are direct clients",
     )
-    parser.add_argument(
+    add(
         "--workers",
-        type=worker_count,
-        default=None,
+        type=_arg(_workers),
         metavar="N|auto",
         help="run N worker processes on one port with SO_REUSEPORT (auto: one per CPU)",
     )
-    parser.add_argument("--worker-id", type=positive_int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.set_defaults(run=run)
+    add(
+        "--reload",
+        action="store_true",
+        default=None,
+        help="restart when a .py file under --app-dir changes (development; needs watchfiles)",
+    )
+    add("--log-level", choices=LOG_LEVELS)
+    return parser
 
 
-def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an address or network: {text!r}") from None
+def _add_service_options(parser: argparse.ArgumentParser, service: Service) -> None:
+    if not service.options:
+        return
+    group = parser.add_argument_group(f"options of the {service.name} service")
+    for option in service.options:
+        kwargs: dict[str, Any] = {"help": option.help, "dest": f"service:{option.key}"}
+        if option.flag:
+            kwargs.update(action="store_true", default=None)
+        else:
+            kwargs.update(type=_arg(option.type), metavar=option.metavar)
+            if option.multiple:
+                kwargs["action"] = "append"
+        try:
+            group.add_argument(f"--{option.name}", **kwargs)
+        except argparse.ArgumentError:
+            raise ConfigError(
+                f"service {service.name} declares --{option.name}, a flag the runner has"
+            ) from None
 
 
-def worker_count(text: str) -> int:
-    return cpu_count() if text == "auto" else positive_int(text)
-
-
-def run(args: argparse.Namespace) -> int:
-    worker = f" worker {args.worker_id}" if args.worker_id else ""
+def setup_logging(level: str, worker_id: int | None = None) -> None:
+    worker = f" worker {worker_id}" if worker_id else ""
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=level.upper(),
         format=f"%(asctime)s %(levelname)s{worker} %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def announce(text: str) -> None:
+    print(f"linechat serve: {text}", file=sys.stderr, flush=True)
+
+
+def report_errors(body: Callable[[], int]) -> int:
+    """Run ``body``; turn the runner's errors into a line on stderr and an exit status."""
     try:
-        if (args.tls_cert is None) != (args.tls_key is None):
-            raise CliError("--tls-cert and --tls-key go together")
-        if args.unix and (args.host is not None or args.port is not None):
-            raise CliError("--unix listens instead of TCP: drop --host/--port")
-        if args.unix and (args.proxy_protocol or args.proxy_protocol_from):
-            raise CliError("--proxy-protocol works with TCP listeners only")
-        if args.workers is not None:
-            return _supervise(args)
-        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            return runner.run(_serve(args))
-    except CliError as exc:
-        print(f"linechat serve: {exc}", file=sys.stderr)
+        return body()
+    except (ConfigError, ServiceError) as exc:
+        print(f"linechat serve: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except StartupError as exc:
+        print(f"linechat serve: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except TargetImportError as exc:
+        cause = exc.__cause__ or exc
+        traceback.print_exception(cause, file=sys.stderr)
+        print(f"linechat serve: {exc}", file=sys.stderr, flush=True)
         return 1
 
 
-def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
-    if args.tls_cert is None:
-        return None
-    try:
-        return tls_server_context(args.tls_cert, args.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise CliError(f"cannot load TLS certificate/key: {reason}") from None
+def main(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    known, _ = runner_parser(add_help=False).parse_known_args(argv)
+    if known.list:
+        for name, origin in available_services().items():
+            print(f"{name:<16} {origin}")
+        return 0
+    return report_errors(lambda: _main(argv, known))
 
 
-def _supervise(args: argparse.Namespace) -> int:
-    """Start ``args.workers`` copies of this command on one port, and watch them."""
-    if args.unix:
-        raise CliError("--workers shares a TCP port: it does not work with --unix")
-    _tls_context(args)  # a bad certificate is reported once, here
-    loop_factory(args.loop)  # so is a missing uvloop
-    host = args.host if args.host is not None else "localhost"
-    port = reserve_port(host, args.port if args.port is not None else 8007)
-    argv = [sys.executable, "-m", "linechat", "serve", "--host", host, "--port", str(port)]
-    for flag, value in [
-        ("--service", args.service),
-        ("--layer", args.layer),
-        ("--tls-cert", args.tls_cert),
-        ("--tls-key", args.tls_key),
-        ("--max-line-length", args.max_line_length),
-        ("--idle-timeout", args.idle_timeout),
-        ("--max-connections", args.max_connections),
-        ("--grace", args.grace),
-        ("--loop", args.loop),
-        ("--log-level", args.log_level),
-    ]:
-        if value is not None:
-            argv += [flag, str(value)]
-    if args.proxy_protocol:
-        argv.append("--proxy-protocol")
-    for trusted in args.proxy_protocol_from or []:
-        argv += ["--proxy-protocol-from", str(trusted)]
-    supervisor = Supervisor(argv, args.workers, grace=args.grace)
-    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-    tls = " (TLS)" if args.tls_cert else ""
-    announce = (
-        f"linechat serve: {args.service} service ({args.layer} layer) listening on {where}{tls}"
-    )
-    return asyncio.run(supervisor.run(announce))
+def _main(argv: list[str], known: argparse.Namespace) -> int:
+    from_file = read_config_file(known.config, None) if known.config else {}
+    if known.target is not None and known.service is not None:
+        raise ConfigError("give TARGET or --service, not both")
+    target = known.target or known.service or from_file.get("target", "echo")
+    factory = known.factory or from_file.get("factory", False)
+    app_dir = known.app_dir or from_file.get("app_dir", ".")
+    setup_logging(known.log_level or from_file.get("log_level", "info"))
+    loaded = load(target, factory=factory, app_dir=app_dir)
+    parser = runner_parser(add_help=True)
+    _add_service_options(parser, loaded.service)
+    args = parser.parse_args(argv)
+    if args.config:
+        from_file = read_config_file(args.config, loaded.service)
+    config = to_config(args, from_file, loaded, target=target, app_dir=app_dir)
+    return run_config(config, loaded, on_ready=announce)
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    context = _tls_context(args)
-    factory = SERVICES[args.service].factory(
-        args.layer,
-        max_line_length=args.max_line_length,
-        idle_timeout=args.idle_timeout or None,
-    )
-    proxy = None
-    if args.proxy_protocol or args.proxy_protocol_from:
-        proxy = ProxyPolicy(trusted=args.proxy_protocol_from)
-    server = LineServer(factory, max_connections=args.max_connections, proxy=proxy)
-    host = args.host if args.host is not None else "localhost"
-    port = args.port if args.port is not None else 8007
-    where = args.unix or f"{host}:{port}"
-    try:
-        if args.unix:
-            addresses = [await server.listen_unix(args.unix, ssl_context=context)]
+def to_config(
+    args: argparse.Namespace,
+    from_file: dict[str, Any],
+    loaded: Loaded,
+    *,
+    target: str,
+    app_dir: str,
+) -> Config:
+    """The flags given, over the file's values, over Config's defaults."""
+    values = {key: value for key, value in from_file.items() if key != "options"}
+    options = dict(from_file.get("options", {}))
+    for key, value in vars(args).items():
+        if value is None or key in ("config", "list", "service"):
+            continue
+        if key.startswith("service:"):
+            options[key.removeprefix("service:")] = value
         else:
-            addresses = await server.listen_tcp(
-                host, port, ssl_context=context, reuse_port=args.worker_id is not None
-            )
-    except OSError as exc:
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise CliError(f"cannot listen on {where}: {reason or exc}") from None
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    tls = " (TLS)" if context else ""
-    service = f"{args.service} service ({args.layer} layer)"
-    print(
-        f"linechat serve: {service} listening on {', '.join(addresses)}{tls}",
-        file=sys.stderr,
-        flush=True,
-    )
-    if args.worker_id is not None:
-        watchdog = asyncio.create_task(_stop_when_orphaned(stop))
-    await stop.wait()
-    if args.worker_id is not None:
-        watchdog.cancel()
-    logging.getLogger("linechat.server").info(
-        "shutting down: %d connections open, %d served", len(server.connections), server.served
-    )
-    await server.shutdown(args.grace)
-    return 0
-
-
-async def _stop_when_orphaned(stop: asyncio.Event) -> None:
-    """A worker whose supervisor died (even by SIGKILL) shuts itself down."""
-    parent = os.getppid()
-    while os.getppid() == parent:
-        await asyncio.sleep(1.0)
-    logging.getLogger("linechat.workers").warning("supervisor is gone; shutting down")
-    stop.set()
+            values[key] = value
+    values.update(target=target, app_dir=app_dir)
+    return Config(**values, options=options)

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .errors import ProtocolError
-from .idle_watch import IdleWatch
-from .protocol import LineProtocol
-from .proxy_accept import ProxyPolicy, read_proxy_header
+from ..errors import ProtocolError
+from ..idle_watch import IdleWatch
+from ..protocol import LineProtocol
+from ..proxy_accept import ProxyPolicy, read_proxy_header
 
 __all__ = ["LineServer", "ProxyPolicy", "format_address", "tls_server_context"]
 

@@ -1,7 +1,9 @@
 """``linechat serve --workers N``: N processes on one port, and their supervisor.
 
-Each worker is a plain ``linechat serve`` process that binds with
-SO_REUSEPORT, so the kernel spreads connections over them. The parent only
+Each worker is a fresh Python process (``python -m linechat.cli.worker``)
+that reads its :class:`~linechat.server.config.Config` from stdin, loads the
+same TARGET and binds with SO_REUSEPORT, so the kernel spreads connections
+over them. The parent only
 supervises: it starts the workers, relays their stderr, restarts one that
 dies (with back-off), forwards SIGINT/SIGTERM, and gives up with a non-zero
 exit when workers keep failing.
@@ -11,17 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import pickle
 import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .common import CliError
+from ..errors import ConfigError, StartupError
 
-__all__ = ["Supervisor", "reserve_port"]
+if TYPE_CHECKING:
+    from .config import Config
+    from .load import Loaded
+    from .run import ReadyHook
+
+__all__ = ["Supervisor", "cpu_count", "reserve_port", "supervise"]
 
 log = logging.getLogger("linechat.workers")
 
@@ -36,7 +46,7 @@ READY_MARK = b"listening on"
 def reserve_port(host: str, port: int) -> int:
     """The port all workers will share: ``port``, or a free one when it is 0."""
     if not hasattr(socket, "SO_REUSEPORT"):
-        raise CliError("--workers needs SO_REUSEPORT, which this system lacks (Linux has it)")
+        raise ConfigError("--workers needs SO_REUSEPORT, which this system lacks (Linux has it)")
     if port != 0:
         return port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -57,17 +67,21 @@ class _Worker:
 
 
 class Supervisor:
-    """Run ``argv`` (a ``linechat serve`` command line) as ``count`` workers."""
+    """Run ``count`` worker processes of ``config``, and keep them running."""
 
-    def __init__(self, argv: list[str], count: int, *, grace: float) -> None:
-        self.argv = argv
+    def __init__(
+        self, config: Config, count: int, *, grace: float, pass_fds: tuple[int, ...] = ()
+    ) -> None:
+        self.argv = [sys.executable, "-m", "linechat.cli.worker"]
+        self.config = config
+        self.pass_fds = pass_fds
         self.workers = [_Worker(number) for number in range(1, count + 1)]
         self.grace = grace
         self.stopping = False
         self.failed: str | None = None
         self._announced = asyncio.Event()
 
-    async def run(self, announce: str) -> int:
+    async def run(self, announce: str, on_ready: ReadyHook | None = None) -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -77,7 +91,11 @@ class Supervisor:
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
         if ready in done:
-            print(f"{announce} ({len(self.workers)} workers)", file=sys.stderr, flush=True)
+            message = f"{announce} ({len(self.workers)} workers)"
+            if on_ready is not None:
+                on_ready(message)
+            else:
+                log.info("%s", message)
         else:
             ready.cancel()
             await asyncio.gather(ready, return_exceptions=True)
@@ -88,8 +106,7 @@ class Supervisor:
             keeper.cancel()
         await asyncio.gather(*keepers, return_exceptions=True)
         if self.failed:
-            print(f"linechat serve: {self.failed}", file=sys.stderr, flush=True)
-            return 1
+            raise StartupError(self.failed)
         return 0
 
     async def _all_ready(self) -> None:
@@ -103,11 +120,14 @@ class Supervisor:
             worker.started = time.monotonic()
             worker.process = await asyncio.create_subprocess_exec(
                 *self.argv,
-                "--worker-id",
-                str(worker.number),
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                pass_fds=self.pass_fds,
             )
+            assert worker.process.stdin is not None
+            config = dataclasses.replace(self.config, worker_id=worker.number)
+            worker.process.stdin.write(pickle.dumps(config))
+            worker.process.stdin.close()
             relay = asyncio.create_task(self._relay(worker, worker.process))
             code = await worker.process.wait()
             await relay
@@ -160,6 +180,32 @@ class Supervisor:
                     process.kill()
         if late:
             await asyncio.wait(late, timeout=5)
+
+
+def supervise(config: Config, loaded: Loaded, on_ready: ReadyHook | None = None) -> int:
+    """Check everything once here, then run ``config.workers`` workers."""
+    from .run import Server, loop_factory
+
+    if config.reload:
+        raise ConfigError("--reload is not available yet")
+    count = config.workers or 1
+    server = Server(config, loaded)
+    context = server.context()  # a bad certificate is reported once, here
+    loop_factory(config.loop)  # so is a missing uvloop
+    service = loaded.service
+    if service.check is not None:
+        from .config import service_options
+
+        service.check(service_options(service, config.options, "options"), context)
+    settings = config.settings(loaded.defaults)
+    host = config.host if config.host is not None else "localhost"
+    port = reserve_port(host, settings.port)
+    worker_config = dataclasses.replace(config, host=host, port=port, workers=count)
+    supervisor = Supervisor(worker_config, count, grace=config.grace)
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    tls = " (TLS)" if config.tls_cert else ""
+    announce = f"{loaded.target} service listening on {where}{tls}"
+    return asyncio.run(supervisor.run(announce, on_ready))
 
 
 def cpu_count() -> int:
