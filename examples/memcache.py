@@ -148,7 +148,14 @@ def deadline(exptime: int) -> float:
     return time.monotonic() + exptime
 
 
-@service_defaults(lenient=True, port=11311)
+#: The longest command line: above the item size limit, because the framer
+#: checks line lengths before the command that starts a value is handled (a
+#: chunk holding a command and the start of its value could otherwise look
+#: like an over-long line). memcached itself takes any length for get lines.
+MAX_LINE_LENGTH = 1024 * 1024 + 4096
+
+
+@service_defaults(lenient=True, port=11311, max_line_length=MAX_LINE_LENGTH)
 class MemcacheProtocol(LineProtocol):
     """memcached's text protocol over one connection; the cache is shared."""
 
@@ -162,7 +169,7 @@ class MemcacheProtocol(LineProtocol):
     too_long_reply = b"CLIENT_ERROR line too long"
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**{"lenient": True, **options})
+        super().__init__(**{"lenient": True, "max_line_length": MAX_LINE_LENGTH, **options})
         self._pending: Storage | None = None  # the storage command whose data is read
         self._swallow = 0  # bytes of an over-large value still to skip
 
@@ -286,10 +293,8 @@ class MemcacheProtocol(LineProtocol):
             reply = b"CLIENT_ERROR cannot increment or decrement non-numeric value"
             self._reply(reply, command.noreply)
             return
-        if command.incr:
-            number = (number + command.delta) % U64
-        else:
-            number = max(0, number - command.delta)
+        delta = command.delta
+        number = (number + delta) % U64 if command.incr else max(0, number - delta)
         digits = b"%d" % number
         old = item.value
         if len(digits) <= len(old):  # memcached rewrites in place, padding with spaces

@@ -105,7 +105,9 @@ def test_bad_queries_get_an_error_answer(
 
 def test_longest_query_is_answered(whois_server: Callable[..., Served]) -> None:
     query = "x" * 256
-    assert ask(whois_server(), query.encode() + b"\r\n") == f'% No match for "{query}".\r\n'.encode()
+    assert (
+        ask(whois_server(), query.encode() + b"\r\n") == f'% No match for "{query}".\r\n'.encode()
+    )
 
 
 def test_silent_client_is_closed_after_the_idle_timeout(
