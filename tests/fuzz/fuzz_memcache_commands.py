@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing of the memcache example's command parser with atheris (not run by pytest).
+"""Coverage-guided fuzzing of the memcache example's parser with atheris (not run by pytest).
 
     .venv/bin/pip install atheris
     .venv/bin/python tests/fuzz/fuzz_memcache_commands.py -max_total_time=60
@@ -54,9 +54,10 @@ def one_input(data: bytes) -> None:
     elif isinstance(command, Retrieve):
         if not command.keys or any(len(k) > KEY_MAX_LENGTH or not k for k in command.keys):
             raise AssertionError(f"bad keys: {command!r}")
-    elif isinstance(command, (Delete, Arithmetic, Touch)):
-        if len(command.key) > KEY_MAX_LENGTH or b" " in command.key:
-            raise AssertionError(f"bad key: {command!r}")
+    elif isinstance(command, (Delete, Arithmetic, Touch)) and (
+        len(command.key) > KEY_MAX_LENGTH or b" " in command.key
+    ):
+        raise AssertionError(f"bad key: {command!r}")
     counter = parse_counter(data)
     if counter is not None and not 0 <= counter < 2**64:
         raise AssertionError(f"counter out of range: {counter}")
