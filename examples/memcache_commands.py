@@ -158,6 +158,8 @@ def _c_integer(text: bytes) -> tuple[int, int] | None:
 
 def strtoull(text: bytes) -> int | None:
     """memcached's safe_strtoull: None where it fails."""
+    if text.isdigit() and len(text) < 19:  # the common case: plain digits, no overflow
+        return int(text)
     parsed = _c_integer(text)
     if parsed is None:
         return None
@@ -178,6 +180,8 @@ def strtoul32(text: bytes) -> int | None:
 
 def strtol32(text: bytes) -> int | None:
     """safe_strtol into an int32_t (exptime, length): 64-bit strtol, then truncated."""
+    if text.isdigit() and len(text) < 10:  # the common case: fits as it is
+        return int(text)
     parsed = _c_integer(text)
     if parsed is None or not -(2**63) <= parsed[0] < 2**63:
         return None

@@ -61,6 +61,9 @@ def test_commands(line: bytes, command: Command) -> None:
         (b"", ERROR),
         (b"x", ERROR),
         (b"GET a", ERROR),
+        (b"gat 0 a", ERROR),  # not implemented: gat, gats, stats, meta commands
+        (b"stats", ERROR),
+        (b"mg a v", ERROR),
         (b"get", ERROR),
         (b"set k 0 0", ERROR),
         (b"set k 0 0 1 noreply extra", ERROR),

@@ -13,7 +13,12 @@ from linechat import ServiceError
 from linechat.services.rate_limit import RateLimiter, client_key, parse_rate
 from linechat.services.whois import WhoisDatabase, error_answer
 from linechat.services.whois_data import encode_answer, load_records
-from linechat.services.whois_query import MAX_QUERY_BYTES, QueryError, normalise_query
+from linechat.services.whois_query import (
+    MAX_QUERY_BYTES,
+    QueryError,
+    lookup_key,
+    normalise_query,
+)
 
 # -- queries -----------------------------------------------------------------
 
@@ -40,6 +45,10 @@ def test_query_is_stripped_text() -> None:
 def test_bad_queries(line: bytes, reason: str) -> None:
     with pytest.raises(QueryError, match=f"^{reason}$"):
         normalise_query(line)
+
+
+def test_keys_fold_case_like_unicode() -> None:
+    assert lookup_key("STRASSE.example") == lookup_key("straße.example")
 
 
 def test_longest_query_is_accepted() -> None:
