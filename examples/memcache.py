@@ -205,9 +205,19 @@ class MemcacheProtocol(LineProtocol):
             self.write_line(line)
 
     def _retrieve(self, command: Retrieve) -> None:
-        get = self.cache.get
+        get, keys = self.cache.get, command.keys
+        if len(keys) == 1 and not command.with_cas:  # the common get: one format, one write
+            item = get(keys[0])
+            if item is None:
+                self.write_raw(b"END\r\n")
+            else:
+                value = item.value
+                self.write_raw(
+                    b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (keys[0], item.flags, len(value), value)
+                )
+            return
         out = []
-        for key in command.keys:
+        for key in keys:
             item = get(key)
             if item is None:
                 continue
@@ -245,38 +255,46 @@ class MemcacheProtocol(LineProtocol):
         self._pending = None
         if command is None:
             return
-        if data[-2:] != b"\r\n":
+        if not data.endswith(b"\r\n"):
             self._reply(b"CLIENT_ERROR bad data chunk", command.noreply)
             return
-        self._reply(self._store(command, data[:-2]), command.noreply)
+        reply = self._store(command, data[:-2])
+        if not command.noreply:
+            self.write_raw(reply)
 
     def _store(self, command: Storage, value: bytes) -> bytes:
+        """Store per ``command``; the reply line, CRLF included."""
         cache, key, verb = self.cache, command.key, command.verb
-        old = cache.get(key)
         if verb == b"set":
-            pass
-        elif verb == b"add":
+            if cache.flush_at:
+                cache.get(key)  # a delayed flush that is due happens first
+            exptime = command.exptime
+            expires = 0.0 if exptime == 0 else deadline(exptime)
+            cache.put(key, Item(value, command.flags, expires, cache.next_cas()))
+            return b"STORED\r\n"
+        old = cache.get(key)
+        if verb == b"add":
             if old is not None:
-                return b"NOT_STORED"
+                return b"NOT_STORED\r\n"
         elif verb == b"replace":
             if old is None:
-                return b"NOT_STORED"
+                return b"NOT_STORED\r\n"
         elif verb == b"cas":
             if old is None:
-                return b"NOT_FOUND"
+                return b"NOT_FOUND\r\n"
             if old.cas != command.cas:
-                return b"EXISTS"
+                return b"EXISTS\r\n"
         else:  # append, prepend: the old item's flags and expiry stay
             if old is None:
-                return b"NOT_STORED"
+                return b"NOT_STORED\r\n"
             value = old.value + value if verb == b"append" else value + old.value
             if item_size(len(key), len(value), old.flags) > self.max_item_size:
-                return b"NOT_STORED"
+                return b"NOT_STORED\r\n"
             cache.put(key, Item(value, old.flags, old.expires, cache.next_cas()))
-            return b"STORED"
+            return b"STORED\r\n"
         item = Item(value, command.flags, deadline(command.exptime), cache.next_cas())
         cache.put(key, item)
-        return b"STORED"
+        return b"STORED\r\n"
 
     def _delete(self, command: Delete) -> None:
         found = self.cache.get(command.key) is not None and self.cache.delete(command.key)

@@ -57,6 +57,7 @@ _SPACE = b" \t\n\v\f\r"  # C's isspace()
 _DIGITS = b"0123456789"
 
 STORAGE_VERBS = frozenset({b"set", b"add", b"replace", b"append", b"prepend", b"cas"})
+_PLAIN_STORAGE = STORAGE_VERBS - {b"cas"}
 
 
 @dataclass(slots=True)
@@ -210,10 +211,22 @@ def parse(line: bytes) -> Command:
         if len(tokens) < 2:
             return Error(ERROR)
         keys = tokens[1:]
-        for key in keys:
-            if len(key) > KEY_MAX_LENGTH:
-                return Error(BAD_FORMAT)
+        if max(map(len, keys)) > KEY_MAX_LENGTH:
+            return Error(BAD_FORMAT)
         return Retrieve(keys, verb == b"gets")
+    if len(tokens) == 5 and verb in _PLAIN_STORAGE:
+        # The common storage line: small plain numbers, parsed without C's rules.
+        key, flags, exptime, length = tokens[1], tokens[2], tokens[3], tokens[4]
+        if (
+            len(key) <= KEY_MAX_LENGTH
+            and len(flags) < 10
+            and len(exptime) < 10
+            and len(length) < 10
+            and flags.isdigit()
+            and exptime.isdigit()
+            and length.isdigit()
+        ):
+            return Storage(verb, key, int(flags), int(exptime), int(length), 0, False)
     # Every other command sees at most 23 tokens and one for the rest.
     count = len(tokens) if len(tokens) <= MAX_TOKENS else MAX_TOKENS + 1
     if verb in STORAGE_VERBS:
