@@ -216,17 +216,18 @@ def parse(line: bytes) -> Command:
         return Retrieve(keys, verb == b"gets")
     if len(tokens) == 5 and verb in _PLAIN_STORAGE:
         # The common storage line: small plain numbers, parsed without C's rules.
-        key, flags, exptime, length = tokens[1], tokens[2], tokens[3], tokens[4]
+        key, flag_text, time_text, length_text = tokens[1:5]
         if (
             len(key) <= KEY_MAX_LENGTH
-            and len(flags) < 10
-            and len(exptime) < 10
-            and len(length) < 10
-            and flags.isdigit()
-            and exptime.isdigit()
-            and length.isdigit()
+            and len(flag_text) < 10
+            and len(time_text) < 10
+            and len(length_text) < 10
+            and flag_text.isdigit()
+            and time_text.isdigit()
+            and length_text.isdigit()
         ):
-            return Storage(verb, key, int(flags), int(exptime), int(length), 0, False)
+            flags, exptime, length = int(flag_text), int(time_text), int(length_text)
+            return Storage(verb, key, flags, exptime, length, 0, False)
     # Every other command sees at most 23 tokens and one for the rest.
     count = len(tokens) if len(tokens) <= MAX_TOKENS else MAX_TOKENS + 1
     if verb in STORAGE_VERBS:
