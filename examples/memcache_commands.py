@@ -250,10 +250,10 @@ def parse(line: bytes) -> Command:
         noreply = tokens[-1] == NOREPLY
         if len(tokens[1]) > KEY_MAX_LENGTH:
             return _error(BAD_FORMAT, noreply)
-        exptime = strtol32(tokens[2])
-        if exptime is None:
+        expiry = strtol32(tokens[2])
+        if expiry is None:
             return _error(BAD_EXPTIME, noreply)
-        return Touch(tokens[1], exptime, noreply)
+        return Touch(tokens[1], expiry, noreply)
     if verb == b"flush_all":
         if count > 3:
             return Error(ERROR)
