@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from linechat import LineProtocol, LineTooLong, service_defaults
 
 from .memcache_commands import (
+    KEY_MAX_LENGTH,
     Arithmetic,
     Delete,
     Error,
@@ -176,6 +177,11 @@ class MemcacheProtocol(LineProtocol):
     # -- commands ------------------------------------------------------------
 
     def line_received(self, line: bytes) -> None:
+        if line[:4] == b"get ":  # the commonest command, "get KEY", without a parse
+            key = line[4:]
+            if 0 < len(key) <= KEY_MAX_LENGTH and b" " not in key and b"\0" not in key:
+                self._get_one(key)
+                return
         command = parse(line)
         kind = command.__class__
         if kind is Retrieve:
@@ -206,15 +212,8 @@ class MemcacheProtocol(LineProtocol):
 
     def _retrieve(self, command: Retrieve) -> None:
         get, keys = self.cache.get, command.keys
-        if len(keys) == 1 and not command.with_cas:  # the common get: one format, one write
-            item = get(keys[0])
-            if item is None:
-                self.write_raw(b"END\r\n")
-            else:
-                value = item.value
-                self.write_raw(
-                    b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (keys[0], item.flags, len(value), value)
-                )
+        if len(keys) == 1 and not command.with_cas:
+            self._get_one(keys[0])
             return
         out = []
         for key in keys:
@@ -230,6 +229,17 @@ class MemcacheProtocol(LineProtocol):
             out.append(b"\r\n")
         out.append(b"END\r\n")
         self.write_raw(b"".join(out))
+
+    def _get_one(self, key: bytes) -> None:
+        """``get KEY``: one format, one write."""
+        item = self.cache.get(key)
+        if item is None:
+            self.write_raw(b"END\r\n")
+        else:
+            value = item.value
+            self.write_raw(
+                b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, item.flags, len(value), value)
+            )
 
     def _storage(self, command: Storage) -> None:
         size = item_size(len(command.key), command.length, command.flags)
