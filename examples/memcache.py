@@ -183,27 +183,25 @@ class MemcacheProtocol(LineProtocol):
                 self._get_one(key)
                 return
         command = parse(line)
-        kind = command.__class__
-        if kind is Retrieve:
-            self._retrieve(command)  # type: ignore[arg-type]
-        elif kind is Storage:
-            self._storage(command)  # type: ignore[arg-type]
-        elif kind is Error:
-            error = command.line  # type: ignore[union-attr]
-            if error is not None:
-                self.write_line(error)
-        elif kind is Delete:
-            self._delete(command)  # type: ignore[arg-type]
-        elif kind is Arithmetic:
-            self._arithmetic(command)  # type: ignore[arg-type]
-        elif kind is Touch:
-            self._touch(command)  # type: ignore[arg-type]
-        elif kind is FlushAll:
-            self.cache.flush(command.delay)  # type: ignore[union-attr]
-            self._reply(b"OK", command.noreply)  # type: ignore[union-attr]
-        elif kind is Version:
+        if isinstance(command, Retrieve):
+            self._retrieve(command)
+        elif isinstance(command, Storage):
+            self._storage(command)
+        elif isinstance(command, Error):
+            if command.line is not None:
+                self.write_line(command.line)
+        elif isinstance(command, Delete):
+            self._delete(command)
+        elif isinstance(command, Arithmetic):
+            self._arithmetic(command)
+        elif isinstance(command, Touch):
+            self._touch(command)
+        elif isinstance(command, FlushAll):
+            self.cache.flush(command.delay)
+            self._reply(b"OK", command.noreply)
+        elif isinstance(command, Version):
             self.write_line(self.version)
-        elif kind is Quit:
+        elif isinstance(command, Quit):
             self.close()
 
     def _reply(self, line: bytes, noreply: bool) -> None:
