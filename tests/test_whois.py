@@ -234,3 +234,19 @@ def test_whois_client_over_ipv6(serve: Callable[..., Served], records: Path) -> 
     assert match is not None
     served.host, served.port = "::1", int(match.group(1))
     assert whois(served, "example.com").startswith("domain: example.com")
+
+
+def test_stream_layer_is_refused(records: Path) -> None:
+    done = subprocess.run(
+        linechat_command("serve", "whois", "--data", str(records), "--layer", "stream"),
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "runs on the protocol layer only" in done.stderr.decode()
+
+
+def test_workers_each_serve_the_data(whois_server: Callable[..., Served]) -> None:
+    served = whois_server("--workers", "2")
+    for _ in range(4):
+        assert whois(served, "example.com").startswith("domain: example.com")
