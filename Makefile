@@ -28,11 +28,16 @@ bench: $(STAMP) bench-tools
 	$(BIN)/python bench/echo/run.py
 	$(BIN)/python bench/client.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/chat/run.py
 
-# The echo benchmark's C load generator and reference server (bench/bin/ is gitignored).
-bench-tools: bench/bin/loadgen bench/bin/cecho
+# The C load generators and the echo reference server (bench/bin/ is gitignored).
+bench-tools: bench/bin/loadgen bench/bin/cecho bench/bin/chat-loadgen
 
 bench/bin/%: bench/echo/%.c
+	@mkdir -p bench/bin
+	gcc -O2 -Wall -Wextra -o $@ $<
+
+bench/bin/chat-loadgen: bench/chat/loadgen.c
 	@mkdir -p bench/bin
 	gcc -O2 -Wall -Wextra -o $@ $<
 

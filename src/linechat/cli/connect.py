@@ -1,8 +1,8 @@
 """``linechat connect``: an interactive client for any line protocol.
 
 On a terminal it is a line editor; with a pipe or file on stdin it sends each
-line and prints every answer, for scripts. Exit status: 0 when the exchange
-ended normally, 1 for a connection error, 2 for bad usage, 130 on Ctrl-C.
+line and prints every answer, for scripts; with ``--dialect`` it knows when
+a reply is complete and sends in lockstep. The exit statuses are in EPILOG.
 """
 
 from __future__ import annotations
@@ -31,11 +31,29 @@ from .common import CliError, add_loop_option, loop_factory, non_negative_float,
 
 if TYPE_CHECKING:
     from ..client.transcript import Transcript
+    from ..dialects.base import Dialect
 
 __all__ = ["add_parser"]
 
 DEFAULT_WAIT = 10.0
+DEFAULT_REPLY_TIMEOUT = 30.0
 PROG = "linechat connect"
+DIALECTS = ("line", "smtp", "pop3", "imap", "redis", "memcached", "irc")
+EPILOG = """\
+exit status:
+  0    the exchange ended normally (with --dialect: every reply was ok)
+  1    connection error: refused, unreachable, reset, TLS failure; with
+       --dialect also the connection lost in the middle of a reply, a server
+       breaking the dialect's rules, or the input ending inside a command
+  2    bad usage
+  3    an error reply (SMTP 4xx/5xx, POP3 -ERR, IMAP NO/BAD, Redis error,
+       memcached ERROR/CLIENT_ERROR/SERVER_ERROR, IRC 4xx/5xx numeric or ERROR):
+       the first one stops the script (after the protocol's quit command)
+       unless --keep-going
+  4    a reply did not complete within --reply-timeout
+  5    --expect: a reply differed from the transcript
+  130  interrupted (Ctrl-C)
+"""
 
 
 class UsageError(CliError):
@@ -50,13 +68,20 @@ def add_parser(commands: Any) -> None:
         "lines shown above the prompt as they come (Ctrl-D: close our side and wait for the "
         "server; Ctrl-C: quit). With a pipe or file on stdin: each line is sent with CRLF, "
         "answers go to stdout; at end of input the client half-closes and prints until the "
-        "server closes. Exit status: 0 normal end, 1 connection error, 2 bad usage.",
+        "server closes. With --dialect, pipe mode is lockstep: each line is sent once the "
+        "reply to the previous one is complete.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "host", nargs="?", default=None, help=f"server host (default {DEFAULT_HOST})"
     )
     parser.add_argument(
-        "port", nargs="?", type=port_number, default=None, help=f"port (default {DEFAULT_PORT})"
+        "port",
+        nargs="?",
+        type=service_port,
+        default=None,
+        help=f"port number or service name such as smtp (default {DEFAULT_PORT})",
     )
     parser.add_argument("--unix", metavar="PATH", help="connect to a Unix socket instead of TCP")
     tls = parser.add_argument_group("TLS")
@@ -84,7 +109,8 @@ def add_parser(commands: Any) -> None:
         default=DEFAULT_WAIT,
         metavar="SECONDS",
         help="after the end of input, close once the server has been silent this long "
-        f"(default {DEFAULT_WAIT:g}; 0 waits until the server closes)",
+        f"(default {DEFAULT_WAIT:g}; 0 waits until the server closes); with --dialect irc, "
+        "the silence that ends the reply to a command without reply numerics",
     )
     parser.add_argument(
         "--connect-timeout",
@@ -107,6 +133,45 @@ def add_parser(commands: Any) -> None:
         help="the client address the header announces (default: ours)",
     )
     parser.add_argument("--log", metavar="FILE", help="append a timestamped transcript to FILE")
+    script = parser.add_argument_group("dialects (lockstep scripting)")
+    script.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default=None,
+        help="the protocol's reply rules: in pipe mode each input line is sent once the "
+        "previous reply is complete; on a terminal, completion and error colours "
+        "(default line: no rules, everything sent at once)",
+    )
+    script.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="send every line even after an error reply (exit status 3 if there was one)",
+    )
+    script.add_argument(
+        "--reply-timeout",
+        type=non_negative_float,
+        default=DEFAULT_REPLY_TIMEOUT,
+        metavar="SECONDS",
+        help=f"a reply must complete this long after its command (default "
+        f"{DEFAULT_REPLY_TIMEOUT:g}; 0: no limit); exit status 4 otherwise",
+    )
+    script.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per exchange (sent, reply, status, elapsed_ms)",
+    )
+    script.add_argument(
+        "--expect",
+        metavar="FILE",
+        help="replay a --log transcript and compare each reply (exit status 5 and a diff "
+        "at the first that differs; {{*}} in a received line matches any text)",
+    )
+    script.add_argument(
+        "--unstuff", action="store_true", help="pop3: show multi-line replies dot-unstuffed"
+    )
+    script.add_argument(
+        "--raw", action="store_true", help="redis: print values raw, like redis-cli --raw"
+    )
     parser.add_argument(
         "--no-history",
         action="store_true",
@@ -135,6 +200,18 @@ def proxy_address(text: str) -> tuple[str, int]:
     return host, number
 
 
+def service_port(text: str) -> int:
+    """A port number, or a service name the system knows (``smtp``, ``imap``...)."""
+    if text.isdigit():
+        return port_number(text)
+    import socket
+
+    try:
+        return socket.getservbyname(text, "tcp")
+    except OSError:
+        raise argparse.ArgumentTypeError(f"not a port number or service name: {text!r}") from None
+
+
 def say(text: str) -> None:
     """One line for people, on stderr."""
     with contextlib.suppress(BlockingIOError):
@@ -152,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
                 transcript = Transcript(args.log)
             except OSError as exc:
                 raise UsageError(f"cannot open --log {args.log}: {exc.strerror}") from None
-        terminal = os.isatty(0) and os.isatty(1)
+        # --expect reads the transcript, --json is for tools: lockstep even on a terminal.
+        terminal = os.isatty(0) and os.isatty(1) and not (args.expect or args.json)
         loop = args.loop if args.loop != "auto" or not terminal else "asyncio"
         with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
             return runner.run(_session(args, options, terminal, transcript))
@@ -165,6 +243,30 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if transcript is not None:
             transcript.close()
+
+
+def _check_dialect(args: argparse.Namespace) -> None:
+    if args.expect and args.dialect is None:
+        from ..client.expect import TranscriptError, read_transcript
+
+        try:
+            _, args.dialect = read_transcript(args.expect)
+        except TranscriptError as exc:
+            raise UsageError(str(exc)) from None
+        if args.dialect is None:
+            raise UsageError(
+                f"--expect {args.expect}: the transcript names no dialect: give --dialect"
+            )
+        if args.dialect not in DIALECTS:
+            raise UsageError(f"--expect {args.expect}: unknown dialect {args.dialect!r}")
+    dialect = args.dialect or "line"
+    for flag in ("keep_going", "json", "expect"):
+        if getattr(args, flag) and dialect == "line":
+            raise UsageError(f"--{flag.replace('_', '-')} needs --dialect (not line)")
+    if args.unstuff and dialect != "pop3":
+        raise UsageError("--unstuff is for --dialect pop3")
+    if args.raw and dialect != "redis":
+        raise UsageError("--raw is for --dialect redis")
 
 
 def _options(args: argparse.Namespace) -> ConnectOptions:
@@ -182,6 +284,7 @@ def _options(args: argparse.Namespace) -> ConnectOptions:
         raise UsageError("--send-proxy works over TCP only")
     if args.tls and args.starttls:
         raise UsageError("--tls and --starttls exclude each other (STARTTLS starts in plaintext)")
+    _check_dialect(args)
     context: ssl.SSLContext | None = None
     if tls_wanted:
         try:
@@ -220,11 +323,14 @@ async def _session(
             + (" (Ctrl-D: close, Ctrl-C: quit)" if terminal else "")
         )
     read_error: OSError | None = None
+    dialect = _dialect(args, options)
     if terminal:
         from ..client.terminal import default_history_path, run_terminal
 
         history = None if args.no_history else default_history_path()
-        ending = await run_terminal(client, history_path=history, wait=wait)
+        ending = await run_terminal(client, history_path=history, wait=wait, dialect=dialect)
+    elif dialect is not None:
+        return await _lockstep(args, options, client, dialect, transcript)
     else:
         ending, read_error = await run_pipe(client, wait=wait, transcript=transcript)
     if transcript is not None:
@@ -238,6 +344,77 @@ async def _session(
         say(f"no answer for {args.wait:g} s after the end of input: closed")
     elif terminal:
         say("connection closed by the server")
+    return 0
+
+
+def _dialect(args: argparse.Namespace, options: ConnectOptions) -> Dialect | None:
+    if args.dialect in (None, "line"):
+        return None
+    return _make(args, options)
+
+
+def _make(args: argparse.Namespace, options: ConnectOptions) -> Dialect:
+    from ..dialects import load
+
+    return load(args.dialect)(
+        newline=options.newline,
+        greeting=False if options.starttls else None,  # STARTTLS has read it
+        verbatim=args.expect is not None,
+        unstuff=args.unstuff,
+        raw=args.raw,
+    )
+
+
+async def _lockstep(
+    args: argparse.Namespace,
+    options: ConnectOptions,
+    client: ClientProtocol,
+    dialect: Dialect,
+    transcript: Transcript | None,
+) -> int:
+    from ..client.lockstep import LockstepEnding, run_lockstep
+
+    expected = None
+    if args.expect:
+        from ..client.expect import Expected, TranscriptError, read_transcript
+
+        try:
+            records, _ = read_transcript(args.expect)
+            expected = Expected(args.expect, records)
+        except TranscriptError as exc:
+            raise UsageError(str(exc)) from None
+    result = await run_lockstep(
+        client,
+        dialect,
+        keep_going=args.keep_going,
+        reply_timeout=args.reply_timeout or None,
+        wait=args.wait or None,
+        as_json=args.json,
+        transcript=transcript,
+        expected=expected,
+    )
+    ending = result.ending
+    if transcript is not None:
+        transcript.note(f"end: {ending.value}")
+    if ending in (LockstepEnding.SERVER_CLOSED, LockstepEnding.LOST):
+        _check_lost(client, Ending.SERVER_CLOSED, options)
+    if result.read_error is not None:
+        raise CliError(f"cannot read stdin: {result.read_error.strerror or result.read_error}")
+    if ending is LockstepEnding.TIMEOUT:
+        say(result.detail)
+        return 4
+    if ending is LockstepEnding.MISMATCH:
+        say(result.detail)
+        return 5
+    if ending in (LockstepEnding.LOST, LockstepEnding.PROTOCOL, LockstepEnding.INPUT_INCOMPLETE):
+        say(result.detail)
+        return 1
+    if ending is LockstepEnding.ERROR_REPLY:
+        say("stopped at an error reply (--keep-going sends every line)")
+        return 3
+    if result.errors:
+        say(f"{result.errors} error repl{'y' if result.errors == 1 else 'ies'}")
+        return 3
     return 0
 
 

@@ -26,7 +26,17 @@ from .session import ClientProtocol
 if TYPE_CHECKING:
     from .transcript import Transcript
 
-__all__ = ["Ending", "LineEnds", "ReceivedEnds", "linger", "run_pipe"]
+__all__ = [
+    "Ending",
+    "Feeder",
+    "LineEnds",
+    "Output",
+    "ReceivedEnds",
+    "linger",
+    "open_input",
+    "open_output",
+    "run_pipe",
+]
 
 CHUNK = 256 * 1024
 OUTPUT_HIGH_WATER = 1024 * 1024
@@ -123,8 +133,9 @@ class _Pausable(Protocol):
     def resume_reading(self) -> None: ...
 
 
-class _Output(Protocol):
+class Output(Protocol):
     broken: bool
+    escape: bool
 
     def write_lines(self, lines: list[bytes]) -> None: ...
 
@@ -197,6 +208,8 @@ class _PipeOutputProtocol(asyncio.Protocol):
 class _PipeOutput:
     """A pipe or socket on stdout: asynchronous writes with flow control."""
 
+    escape = False
+
     def __init__(self, transport: asyncio.WriteTransport, protocol: _PipeOutputProtocol) -> None:
         self.transport = transport
         self.protocol = protocol
@@ -237,7 +250,38 @@ class _PipeOutput:
         await self.protocol.lost
 
 
+async def open_output(fd: int, client: ClientProtocol) -> Output:
+    """stdout for received lines: asynchronous with flow control on a pipe, else blocking.
+
+    Lines are escaped when ``fd`` is a terminal. The caller restores blocking
+    mode on ``fd`` afterwards (see :func:`run_pipe`).
+    """
+    if _is_pipe(fd):
+        return await _PipeOutput.open(fd, client, client.abort)
+    return _BlockingOutput(fd, escape=os.isatty(fd))
+
+
 # -- stdin -----------------------------------------------------------------------
+
+
+class Feeder(Protocol):
+    """Where stdin's chunks go."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def eof(self, error: OSError | None = None) -> None: ...
+
+
+async def open_input(fd: int, feeder: Feeder) -> tuple[_Pausable, Callable[[], None]]:
+    """Start feeding ``fd`` to ``feeder``: what pauses it, and what stops it."""
+    if _is_pipe(fd):
+        loop = asyncio.get_running_loop()
+        pipe = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
+        transport, _ = await loop.connect_read_pipe(lambda: _StdinPipeProtocol(feeder), pipe)
+        return transport, transport.close
+    reader = _ThreadReader(fd, feeder)
+    reader.start()
+    return reader, reader.close
 
 
 class _Input:
@@ -279,7 +323,7 @@ class _Input:
 
 
 class _StdinPipeProtocol(asyncio.Protocol):
-    def __init__(self, feeder: _Input) -> None:
+    def __init__(self, feeder: Feeder) -> None:
         self.feeder = feeder
 
     def data_received(self, data: bytes) -> None:
@@ -296,7 +340,7 @@ class _StdinPipeProtocol(asyncio.Protocol):
 class _ThreadReader:
     """Reads a file (or a terminal, or a device) in a thread, a few chunks ahead at most."""
 
-    def __init__(self, fd: int, feeder: _Input) -> None:
+    def __init__(self, fd: int, feeder: Feeder) -> None:
         self.fd = fd
         self.feeder = feeder
         self.loop = asyncio.get_running_loop()
@@ -370,7 +414,7 @@ async def run_pipe(
     """
     loop = asyncio.get_running_loop()
     restore: list[int] = []
-    output: _Output
+    output: Output
     escape = False
     if _is_pipe(stdout_fd):
         restore.append(stdout_fd)

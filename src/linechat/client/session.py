@@ -370,6 +370,8 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed | ProtocolError | ConnectError):
         return str(exc)
     if isinstance(exc, OSError):
+        if exc.errno:  # asyncio's "Connect call failed (...)" carries the errno: say it our way
+            return os.strerror(exc.errno).lower()
         if exc.strerror:
             return exc.strerror.lower() if exc.strerror[0].isupper() else exc.strerror
         # asyncio's "Multiple exceptions: [Errno 111] ..., [Errno 111] ..." (one per address)

@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import WordCompleter
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.lexers import SimpleLexer
@@ -27,9 +29,12 @@ from prompt_toolkit.output import ColorDepth
 from prompt_toolkit.shortcuts import print_formatted_text
 from prompt_toolkit.styles import Style
 
-from .display import escape_line, use_colour
+from .display import escape_line, escape_text, use_colour
 from .pipe import Ending, linger
 from .session import ClientProtocol
+
+if TYPE_CHECKING:
+    from ..dialects.base import Dialect
 
 __all__ = ["default_history_path", "run_terminal"]
 
@@ -40,6 +45,10 @@ STYLE = Style.from_dict(
         "received": "",
         "escape": "reverse",
         "notice": "ansiyellow",
+        "error": "ansired bold",
+        "bottom-toolbar": "noreverse",
+        "waiting": "ansiyellow",
+        "ready": "ansigreen",
     }
 )
 PROMPT = FormattedText([("class:prompt", "> ")])
@@ -58,8 +67,13 @@ class _ServerClosed(Exception):
 
 
 class Terminal:
-    def __init__(self, client: ClientProtocol, history_path: Path | None) -> None:
+    def __init__(
+        self, client: ClientProtocol, history_path: Path | None, dialect: Dialect | None = None
+    ) -> None:
         self.client = client
+        self.dialect = dialect
+        self.sent_at = time.monotonic()
+        self.last_command = ""
         self.color_depth = None if use_colour(True) else ColorDepth.DEPTH_1_BIT
         self.history: History = InMemoryHistory()
         if history_path is not None:
@@ -70,11 +84,11 @@ class Terminal:
             except OSError as exc:
                 self.notice(f"history not kept: cannot use {history_path}: {exc.strerror}")
 
-    def show(self, lines: list[bytes]) -> None:
+    def show(self, lines: list[bytes], style: str = "class:received") -> None:
         fragments: list[tuple[str, str]] = []
         for line in lines:
             for is_escape, text in escape_line(line):
-                fragments.append(("class:escape" if is_escape else "class:received", text))
+                fragments.append(("class:escape" if is_escape else style, text))
             fragments.append(("", "\n"))
         print_formatted_text(
             FormattedText(fragments),
@@ -93,17 +107,89 @@ class Terminal:
             include_default_pygments_style=False,
         )
 
+    # -- with a dialect: replies parsed, errors coloured, the server's state shown --
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the server, through the dialect: error replies in red."""
+        from ..dialects.base import DialectError, Done, Send
+
+        dialect = self.dialect
+        if dialect is None:
+            return
+        try:
+            events = dialect.feed(data)
+        except DialectError as exc:
+            from ..dialects.line import Line
+
+            self.notice(f"not {dialect.name} ({exc}): showing lines as they come")
+            self.dialect = Line(newline=dialect.newline)  # no rules from now on
+            return
+        reply: list[bytes] = []
+        for event in events:
+            if isinstance(event, bytes):
+                reply.append(event)
+            elif isinstance(event, Send):
+                self.client.send_data(event.data)
+            elif isinstance(event, Done):
+                self.show(reply, "class:error" if event.error else "class:received")
+                reply = []
+        if reply:
+            self.show(reply)
+
+    def received_lines(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.received(line + b"\r\n")
+
+    def send(self, line: bytes) -> None:
+        if self.dialect is None:
+            self.client.send_line(line)
+            return
+        data = self.dialect.submit(line)
+        if data:
+            self.last_command = escape_text(data.split(b"\n", 1)[0].rstrip(b"\r"))[:40]
+            self.sent_at = time.monotonic()
+            self.client.send_data(data)
+
+    def toolbar(self) -> FormattedText:
+        """Whether the server is still answering: shown under the prompt."""
+        dialect = self.dialect
+        if dialect is None:
+            return FormattedText([])
+        if dialect.waiting:
+            since = time.monotonic() - max(self.sent_at, self.client.last_received)
+            busy = time.monotonic() - self.sent_at
+            what = f"the reply to {self.last_command}" if self.last_command else "the greeting"
+            text = f" {dialect.name}: waiting for {what} ({busy:.0f} s"
+            text += f", silent {since:.0f} s)" if since >= 2 else ")"
+            return FormattedText([("class:waiting", text)])
+        if dialect.needs_input:
+            return FormattedText([("class:ready", f" {dialect.name}: go ahead (data)")])
+        return FormattedText([("class:ready", f" {dialect.name}: ready")])
+
     async def run(self, wait: float | None) -> Ending:
         client = self.client
+        dialect = self.dialect
+        extra: dict[str, Any] = {}
+        if dialect is not None:
+            extra = {
+                "completer": WordCompleter(list(dialect.commands), ignore_case=True),
+                "complete_while_typing": False,
+                "bottom_toolbar": self.toolbar,
+                "refresh_interval": 0.5,
+            }
         session: PromptSession[str] = PromptSession(
             history=self.history,
             style=STYLE,
             lexer=SimpleLexer("class:sent"),
             color_depth=self.color_depth,
             include_default_pygments_style=False,
+            **extra,
         )
         client.on_notice = self.notice
-        client.set_receiver(self.show)
+        if dialect is None:
+            client.set_receiver(self.show)
+        else:
+            client.set_raw_receiver(self.received_lines, self.received)
         closed = client.closed
         while not closed.done():
             prompt: asyncio.Future[str] = asyncio.ensure_future(session.prompt_async(PROMPT))
@@ -128,12 +214,21 @@ class Terminal:
                 client.abort()
                 return Ending.INTERRUPTED
             for line in text.replace("\r\n", "\n").split("\n"):
-                client.send_line(line.encode("utf-8", "replace"))
+                self.send(line.encode("utf-8", "replace"))
         return Ending.SERVER_CLOSED
 
 
 async def run_terminal(
-    client: ClientProtocol, *, history_path: Path | None, wait: float | None
+    client: ClientProtocol,
+    *,
+    history_path: Path | None,
+    wait: float | None,
+    dialect: Dialect | None = None,
 ) -> Ending:
-    """Run the line editor until the server closes, Ctrl-D (then the server) or Ctrl-C."""
-    return await Terminal(client, history_path).run(wait)
+    """Run the line editor until the server closes, Ctrl-D (then the server) or Ctrl-C.
+
+    With a ``dialect``, the user is the clock (lines are sent as typed), but
+    replies are parsed: error replies in red, the dialect's commands offered
+    on Tab, and a bar under the prompt says whether a reply is still awaited.
+    """
+    return await Terminal(client, history_path, dialect).run(wait)

@@ -11,5 +11,6 @@ __all__ = ["BUILTIN"]
 
 BUILTIN: dict[str, str] = {
     "echo": "linechat.services.echo:SERVICE",
+    "chat": "linechat.services.chat:SERVICE",
     "whois": "linechat.services.whois:SERVICE",
 }

@@ -1,0 +1,272 @@
+"""Two chat servers sharing rooms through a real redis-server on a loopback port."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chat.conftest import IRC
+from tests.conftest import Served, linechat_command, require_tool
+
+Connect = Callable[..., IRC]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Redis:
+    """A redis-server this test started (and stops)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.binary = require_tool("redis-server")
+        self.port = free_port()
+        self.tmp = tmp
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[Redis]:
+    server = Redis(tmp_path)
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+def two_servers(chat: Callable[..., Served], redis: Redis, *extra: str) -> tuple[Served, Served]:
+    args = ("--flood-rate", "0", "--redis", redis.url, "--redis-nick-ttl", "2", *extra)
+    return chat(*args, "--server-name", "one.test"), chat(*args, "--server-name", "two.test")
+
+
+def test_messages_both_ways_names_who_whois_across_servers(
+    chat: Callable[..., Served], clients: Connect, redis: Redis
+) -> None:
+    one, two = two_servers(chat, redis)
+    alice, bob = clients(one.port), clients(two.port)
+    alice.register("alice")
+    bob.register("bob")
+    alice.send("JOIN #net")
+    alice.expect(" 366 alice ")
+    time.sleep(0.5)  # the JOIN reaches the other server through Redis
+    bob.send("JOIN #NET")
+    bob.expect(r" 353 bob = #net :alice bob")
+    alice.expect(r"^:bob!~u@127.0.0.1 JOIN #net$")
+    alice.send("PRIVMSG #net :hello from one")
+    assert bob.expect("PRIVMSG") == b":alice!~u@127.0.0.1 PRIVMSG #net :hello from one"
+    bob.send("PRIVMSG #net :hello from two", "PRIVMSG alice :private from two")
+    assert alice.expect("PRIVMSG #net") == b":bob!~u@127.0.0.1 PRIVMSG #net :hello from two"
+    assert alice.expect("PRIVMSG alice") == b":bob!~u@127.0.0.1 PRIVMSG alice :private from two"
+    alice.send("NAMES #net", "WHO #net", "WHOIS bob")
+    alice.expect(r" 353 alice = #net :alice bob")
+    alice.expect(r" 352 alice #net ~u 127.0.0.1 one.test alice H :0 Real Name")
+    alice.expect(r" 352 alice #net ~u 127.0.0.1 two.test bob H :0 Real Name")
+    alice.expect(r" 315 alice #net ")
+    alice.expect(r" 311 alice bob ~u 127.0.0.1 ")
+    alice.expect(r" 312 alice bob two.test ")
+    bob.send("NICK bobby", "TOPIC #net :shared topic")
+    assert alice.expect("NICK") == b":bob!~u@127.0.0.1 NICK :bobby"
+    assert alice.expect("TOPIC") == b":bobby!~u@127.0.0.1 TOPIC #net :shared topic"
+    bob.send("PART #net :off", "QUIT :done")
+    assert alice.expect("PART") == b":bobby!~u@127.0.0.1 PART #net :off"
+    alice.send("NAMES #net")
+    alice.expect(r" 353 alice = #net :alice$")
+
+
+def test_nick_collision_across_servers_and_release(
+    chat: Callable[..., Served], clients: Connect, redis: Redis
+) -> None:
+    one, two = two_servers(chat, redis)
+    first = clients(one.port)
+    first.register("Unique[nick]")
+    second = clients(two.port)
+    second.send("NICK unique{NICK}")
+    second.expect(r" 433 \* unique\{NICK\} :Nickname is already in use")
+    first.send("NICK other")
+    first.expect("NICK :other")
+    time.sleep(0.3)  # the release is on its way to Redis
+    second.send("NICK unique{NICK}", "USER u 0 * :x")
+    second.expect(" 001 unique{NICK} ")
+
+
+def test_a_killed_servers_nicks_are_freed_and_its_users_leave(
+    chat: Callable[..., Served], clients: Connect, redis: Redis
+) -> None:
+    one, two = two_servers(chat, redis)
+    doomed, survivor = clients(one.port), clients(two.port)
+    doomed.register("doomed")
+    doomed.send("JOIN #split")
+    doomed.expect(" 366 ")
+    time.sleep(0.5)  # the JOIN reaches the other server through Redis
+    survivor.register("survivor")
+    survivor.send("JOIN #split")
+    survivor.expect(" 353 survivor = #split :doomed survivor")
+    one.stop(signal.SIGKILL)
+    survivor.expect(r"^:doomed!\S+ QUIT :\*\.net \*\.split$", timeout=15)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        survivor.send("NICK doomed")
+        line = survivor.expect(r" 433 | NICK :doomed")
+        if b"NICK :doomed" in line:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the killed server's nick was never freed")
+
+
+def test_redis_killed_and_restarted_while_clients_chat(
+    chat: Callable[..., Served], clients: Connect, redis: Redis
+) -> None:
+    one, two = two_servers(chat, redis)
+    a1, a2, b1 = clients(one.port), clients(one.port), clients(two.port)
+    for client, nick in ((a1, "a1"), (a2, "a2"), (b1, "b1")):
+        client.register(nick)
+        client.send("JOIN #outage")
+        client.expect(f" 366 {nick} ")
+    a1.expect("b1!\\S+ JOIN")
+    redis.stop(signal.SIGKILL)
+    time.sleep(0.5)
+    # Local rooms keep working, nobody is dropped.
+    a1.send("PRIVMSG #outage :during the outage")
+    assert a2.expect("PRIVMSG") == b":a1!~u@127.0.0.1 PRIVMSG #outage :during the outage"
+    one.wait_log("Redis lost")
+    redis.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # back: the servers hear each other again
+        b1.send("PRIVMSG #outage :ping from two")
+        try:
+            a1.expect("ping from two", timeout=0.5)
+            break
+        except (TimeoutError, AssertionError):
+            continue
+    else:
+        raise AssertionError("the servers never heard each other after Redis came back")
+    a1.send("NAMES #outage")
+    names = a1.expect(" 353 ").split(b":")[-1].split()
+    assert sorted(names) == [b"a1", b"a2", b"b1"]
+    for client in (a1, a2, b1):
+        client.send("PING :alive")
+        client.expect("PONG")
+
+
+def test_workers_share_rooms_through_redis(
+    chat: Callable[..., Served], clients: Connect, redis: Redis
+) -> None:
+    served = chat("--flood-rate", "0", "--redis", redis.url, "--workers", "2")
+    members = [clients(served.port) for _ in range(16)]  # SO_REUSEPORT spreads them
+    for number, client in enumerate(members):
+        client.register(f"w{number}")
+        client.send("JOIN #workers")
+        client.expect(f" 366 w{number} ")
+    time.sleep(0.5)  # the last JOINs reach the other worker through Redis
+    members[0].send("WHO #workers")
+    servers: set[bytes] = set()
+    while b" 315 " not in (line := members[0].expect(" 352 | 315 ")):
+        servers.add(line.split()[6])
+    assert len(servers) == 2, servers  # both workers have members (2**-15 odds otherwise)
+    for number, client in enumerate(members):
+        client.send(f"PRIVMSG #workers :from w{number}")
+    for number, client in enumerate(members):
+        heard: set[bytes] = set()
+        while len(heard) < 15:
+            heard.add(client.expect("PRIVMSG #workers :from w").split(b":from ")[1])
+        assert f"w{number}".encode() not in heard
+
+
+def test_workers_without_redis_are_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        linechat_command("serve", "chat", "--workers", "2", "--host", "127.0.0.1", "--port", "0"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"chat with --workers needs --redis URL" in result.stderr
+
+
+def test_an_unreachable_redis_is_a_clear_error() -> None:
+    port = free_port()
+    result = subprocess.run(
+        linechat_command(
+            "serve",
+            "chat",
+            "--redis",
+            f"redis://127.0.0.1:{port}/0",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ),
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"--redis redis://127.0.0.1:{port}/0: cannot use it".encode() in result.stderr
+
+
+def test_a_nick_taken_on_two_servers_during_an_outage_is_logged(
+    chat: Callable[..., Served], clients: Connect, redis: Redis
+) -> None:
+    one, two = two_servers(chat, redis)
+    redis.stop(signal.SIGKILL)
+    one.wait_log("Redis lost", timeout=15)
+    two.wait_log("Redis lost", timeout=15)
+    first, second = clients(one.port), clients(two.port)
+    first.register("twice")  # each server checks nicks on its own meanwhile
+    second.register("twice")
+    redis.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if "also claimed on another server" in one.log() + two.log():
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the clash was never logged")
+    for client in (first, second):  # both keep it, neither is dropped
+        client.send("PING :kept")
+        client.expect("PONG")
