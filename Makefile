@@ -29,6 +29,7 @@ bench: $(STAMP) bench-tools
 	$(BIN)/python bench/client.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/chat/run.py
+	$(BIN)/python bench/smtp.py
 
 # The C load generators and the echo reference server (bench/bin/ is gitignored).
 bench-tools: bench/bin/loadgen bench/bin/cecho bench/bin/chat-loadgen

@@ -30,7 +30,7 @@ from linechat import LineProtocol, LineStream, Option, Service, ServiceError, se
 @service_defaults(max_line_length=64)
 class Upper(LineProtocol):
     def connection_started(self) -> None:
-        self.write_line(b"READY " + str(self.peer[0]).encode())
+        self.write_line(b"READY " + str(self.peer[0] if self.peer else "unix").encode())
 
     def line_received(self, line: bytes) -> None:
         if line == b"QUIT":
@@ -99,6 +99,7 @@ SERVICE = Service(
     options=(
         Option("prefix", "what to put before each line", default="> "),
         Option("times", "how many answers per line", type=int, default=1, metavar="N"),
+        Option("log", "a flag whose name starts a runner flag's", flag=True),
     ),
 )
 """
@@ -175,7 +176,9 @@ def test_flags_override_service_defaults(serve: Callable[..., Served], app_dir: 
 
 
 def test_service_options_are_flags(serve: Callable[..., Served], app_dir: Path) -> None:
-    served = serve("userapp:SERVICE", "--app-dir", str(app_dir), "--prefix", "+ ", "--times", "2")
+    served = serve(
+        "userapp:SERVICE", "--app-dir", str(app_dir), "--prefix", "+ ", "--times", "2", "--log"
+    )
     assert talk(served, b"a\r\nQUIT\r\n") == b"+ a\r\n+ a\r\n+ QUIT\r\n+ QUIT\r\n"
 
 

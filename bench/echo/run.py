@@ -91,6 +91,16 @@ SERVERS = [
     Server("linechat-asyncio", _linechat("--loop", "asyncio"), "linechat serve, asyncio loop"),
     Server("linechat-uvloop", _linechat("--loop", "uvloop"), "linechat serve, uvloop"),
     Server(
+        "linechat-import-asyncio",
+        _linechat("linechat.services.echo:EchoProtocol", "--loop", "asyncio"),
+        "linechat serve linechat.services.echo:EchoProtocol (a user's class), asyncio loop",
+    ),
+    Server(
+        "linechat-import-uvloop",
+        _linechat("linechat.services.echo:EchoProtocol", "--loop", "uvloop"),
+        "linechat serve linechat.services.echo:EchoProtocol (a user's class), uvloop",
+    ),
+    Server(
         "linechat-stream",
         _linechat("--loop", "asyncio", "--layer", "stream"),
         "linechat serve, stream layer, asyncio loop",

@@ -160,6 +160,11 @@ class Service:
     ``defaults`` are the runner settings this service needs (the keys of
     :func:`service_defaults`). If the built target has a ``reload()``
     method or classmethod, the runner calls it on SIGHUP.
+
+    ``starttls`` says the service upgrades connections to TLS itself, on the
+    client's request (SMTP's STARTTLS): with ``--tls-cert/--tls-key`` the
+    runner then listens in plaintext and hands the context to ``build`` as
+    :attr:`ServeContext.tls_context`, instead of starting TLS on accept.
     """
 
     name: str
@@ -168,6 +173,7 @@ class Service:
     options: tuple[Option, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[Mapping[str, Any], ServeContext], None] | None = None
+    starttls: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.defaults) - DEFAULTABLE

@@ -88,6 +88,8 @@ def runner_parser(add_help: bool) -> argparse.ArgumentParser:
         epilog=EPILOG,
         add_help=add_help,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # A service's --log must not pass for --log-level while TARGET is looked for.
+        allow_abbrev=False,
     )
     add = parser.add_argument
     add("target", nargs="?", metavar="TARGET", help="what to serve (see below)")

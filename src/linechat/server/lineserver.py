@@ -7,7 +7,6 @@ or exits (the CLI does), it logs to the ``linechat.server`` logger.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import ssl
@@ -15,16 +14,26 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..errors import ProtocolError
+from ..handler_task import HandlerTask
 from ..idle_watch import IdleWatch
 from ..protocol import LineProtocol
 from ..proxy_accept import ProxyPolicy, read_proxy_header
+from .listeners import AcceptFailures, Acceptor, bind_tcp, bind_unix, release_unix
 
-__all__ = ["LineServer", "ProxyPolicy", "format_address", "tls_server_context"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
+    "LineServer",
+    "ProxyPolicy",
+    "format_address",
+    "tls_server_context",
+]
 
 log = logging.getLogger("linechat.server")
 
 DEFAULT_GRACE = 5.0
+#: Seconds a peer has to finish its TLS handshake (asyncio's own default is 60).
+DEFAULT_TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 def format_address(address: object) -> str:
@@ -52,11 +61,32 @@ class _Refused(LineProtocol):
         self.close()
 
 
+class _Starting:
+    """Told when a plain connection's set-up ends: on failure, its slot is given back."""
+
+    __slots__ = ("conn", "protocol", "server")
+
+    def __init__(self, server: LineServer, protocol: LineProtocol, conn: socket.socket) -> None:
+        self.server, self.protocol, self.conn = server, protocol, conn
+
+    def handler_done(self, exc: BaseException | None, cancelled: bool) -> None:
+        if (exc is not None or cancelled) and not self.protocol.is_connected:
+            self.conn.close()
+            self.server._never_connected(self.protocol, exc)
+
+
 class LineServer:
     """Serve ``protocol_factory`` on one or more listeners.
 
     ``max_connections`` (``None`` for no limit): past it a new peer gets an
-    error line and is closed, and the others are not disturbed.
+    error line and is closed, and the others are not disturbed. A connection
+    takes its slot when accepted and gives it back on every way out,
+    including a TLS handshake that fails, is abandoned or takes longer than
+    ``tls_handshake_timeout`` seconds.
+
+    Every listener is accepted on by a :class:`~.listeners.Acceptor` (the
+    same on asyncio and uvloop), which knows each peer's address from the
+    accept itself.
     """
 
     def __init__(
@@ -65,16 +95,19 @@ class LineServer:
         *,
         max_connections: int | None = None,
         proxy: ProxyPolicy | None = None,
+        tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     ) -> None:
         self.protocol_factory = protocol_factory
         self.max_connections = max_connections
         self.proxy = proxy
+        self.tls_handshake_timeout = tls_handshake_timeout
         #: The open connections (a dict as an ordered set: about half a set's memory).
         self.connections: dict[LineProtocol, None] = {}
         self.served = 0
-        self._servers: list[asyncio.Server] = []
-        # Behind a PROXY-protocol balancer: our own listeners and accept loops.
+        self.accept_failures = AcceptFailures()
         self._listeners: list[socket.socket] = []
+        self._acceptors: list[Acceptor] = []
+        self._unix_paths: list[tuple[str, tuple[int, int]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # One bound method for every connection (one each would be 64 B apiece).
         self._on_closed = self._ended
@@ -96,128 +129,110 @@ class LineServer:
         where IPv6 is off. ``reuse_port`` lets several processes share the
         port (SO_REUSEPORT), the kernel spreading connections over them.
         """
-        if host != "localhost":
-            return await self._bind(host, port, ssl_context, reuse_port)
-        addresses = await self._bind("127.0.0.1", port, ssl_context, reuse_port)
-        port = self.sockets[-1].getsockname()[1]
-        try:
-            addresses += await self._bind("::1", port, ssl_context, reuse_port)
-        except OSError as exc:
-            if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                await self.shutdown(0)
-                raise
-            log.debug("::1 unavailable (%s): listening on IPv4 only", exc)
-        return addresses
-
-    async def _bind(
-        self, host: str | None, port: int, ssl_context: ssl.SSLContext | None, reuse_port: bool
-    ) -> list[str]:
-        if self.proxy is not None:
-            return self._bind_proxied(host, port, ssl_context, reuse_port, self.proxy)
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            self._accept,
-            host,
-            port,
-            ssl=ssl_context,
-            reuse_address=True,
-            reuse_port=reuse_port or None,
-            backlog=1024,
-        )
-        self._servers.append(server)
-        return [format_address(sock.getsockname()) for sock in server.sockets]
+        sockets = bind_tcp(host, port, reuse_port=reuse_port)
+        return [self.listen_socket(sock, ssl_context=ssl_context) for sock in sockets]
 
     async def listen_unix(self, path: str, *, ssl_context: ssl.SSLContext | None = None) -> str:
+        """Listen on the Unix socket ``path``, unless a server already answers there.
+
+        A stale socket file is replaced; the file is removed at shutdown if
+        it is still ours. OSError (EADDRINUSE, EEXIST) says why not.
+        """
+        sock, identity = bind_unix(path)
+        self._unix_paths.append((path, identity))
+        return self.listen_socket(sock, ssl_context=ssl_context)
+
+    def listen_socket(
+        self, sock: socket.socket, *, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
+        """Accept on an already listening socket (bound here, or inherited); its address."""
+        sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        server = await loop.create_unix_server(self._accept, path, ssl=ssl_context, backlog=1024)
-        self._servers.append(server)
-        return path
+        unix = sock.family == socket.AF_UNIX
+
+        def accepted(conn: socket.socket, address: Any) -> None:
+            if unix:
+                address = None
+            try:
+                if ssl_context is None and (
+                    self.proxy is None or not self.proxy.expects_header(address)
+                ):
+                    self._start_plain(loop, conn, address)  # the common case, without a Task
+                else:
+                    self._spawn(self._start(conn, address, ssl_context))
+            except Exception:  # the service's constructor failed: this peer only
+                log.exception("cannot start a connection from %s", format_address(address))
+                conn.close()
+
+        acceptor = Acceptor(loop, sock, accepted, self.accept_failures)
+        self._listeners.append(sock)
+        self._acceptors.append(acceptor)
+        acceptor.start()
+        name = sock.getsockname()
+        return str(name) if unix else format_address(name)
 
     @property
     def sockets(self) -> list[socket.socket]:
-        servers = [sock for server in self._servers for sock in server.sockets]
-        return servers + self._listeners
-
-    def _bind_proxied(
-        self,
-        host: str | None,
-        port: int,
-        ssl_context: ssl.SSLContext | None,
-        reuse_port: bool,
-        policy: ProxyPolicy,
-    ) -> list[str]:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        addresses = []
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
-                sock.listen(1024)
-                sock.setblocking(False)
-            except OSError:
-                sock.close()
-                raise
-            self._listeners.append(sock)
-            addresses.append(format_address(sock.getsockname()))
-            self._spawn(self._accept_proxied(sock, ssl_context, policy))
-        return addresses
+        return list(self._listeners)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _accept_proxied(
-        self, listener: socket.socket, ssl_context: ssl.SSLContext | None, policy: ProxyPolicy
+    async def _start(
+        self, conn: socket.socket, address: Any, ssl_context: ssl.SSLContext | None
     ) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, address = await loop.sock_accept(listener)
-            except OSError as exc:  # out of descriptors, and the like: try again soon
-                log.warning("accept failed: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
-            self._spawn(self._start_proxied(conn, address, ssl_context, policy))
-
-    async def _start_proxied(
-        self,
-        conn: socket.socket,
-        address: Any,
-        ssl_context: ssl.SSLContext | None,
-        policy: ProxyPolicy,
-    ) -> None:
-        """Read the PROXY header, then run the connection as any other."""
+        """Read a PROXY header if one is due, then make the connection (and its TLS)."""
         protocol: LineProtocol | None = None
+        policy = self.proxy
         try:
             conn.setblocking(False)
-            header = (
-                await read_proxy_header(conn, policy) if policy.expects_header(address) else None
-            )
+            header = None
+            if policy is not None and policy.expects_header(address):
+                header = await read_proxy_header(conn, policy)
             protocol = self._accept()
+            protocol.peer = address
             if header is not None:
-                protocol.peer = header.peer
                 protocol.proxy_header = header
+                if header.peer is not None:  # a LOCAL header (health check) has none
+                    protocol.peer = header.peer
             accepted = protocol
             await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: accepted, conn, ssl=ssl_context
+                lambda: accepted,
+                conn,
+                ssl=ssl_context,
+                ssl_handshake_timeout=self.tls_handshake_timeout if ssl_context else None,
             )
-        except (ProtocolError, TimeoutError, OSError) as exc:
-            reason = "no PROXY header in time" if isinstance(exc, TimeoutError) else exc
-            log.warning("%s rejected: %s", format_address(address), reason)
+        except Exception as exc:  # a bad header, a failed handshake, a reset: this peer only
             conn.close()
-            if protocol is not None and not protocol.is_connected:
-                protocol.close_exception = exc
-                protocol.connected_at = time.monotonic()
-                protocol.connection_lost(None)  # never connected: settle its accounts
+            if protocol is None:  # the PROXY header was missing or bad
+                reason = "no PROXY header in time" if isinstance(exc, TimeoutError) else exc
+                log.warning("%s rejected: %s", format_address(address), reason)
+            elif not protocol.is_connected:  # never connected: give its slot back
+                self._never_connected(protocol, exc)
         except asyncio.CancelledError:
             conn.close()
+            if protocol is not None and not protocol.is_connected:
+                self._never_connected(protocol, None)
             raise
+
+    def _start_plain(
+        self, loop: asyncio.AbstractEventLoop, conn: socket.socket, address: Any
+    ) -> None:
+        """Make a plain connection: the loop's own coroutine, driven without a Task."""
+        protocol = self._accept()
+        protocol.peer = address
+        starting = loop.connect_accepted_socket(lambda: protocol, conn)
+        HandlerTask(starting, _Starting(self, protocol, conn)).step()
+
+    def _never_connected(self, protocol: LineProtocol, exc: BaseException | None) -> None:
+        """A connection that failed before it was made (TLS handshake): release it."""
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionAbortedError):
+            exc = TimeoutError(f"TLS handshake not done in {self.tls_handshake_timeout:g} s")
+        protocol.close_exception = exc
+        protocol.connected_at = time.monotonic()
+        protocol.connection_lost(None)  # settles its accounts: on_closed frees the slot
 
     def _accept(self) -> LineProtocol:
         if self.max_connections is not None and len(self.connections) >= self.max_connections:
@@ -238,8 +253,21 @@ class LineServer:
 
     def _ended(self, protocol: LineProtocol) -> None:
         self.connections.pop(protocol, None)
-        if log.isEnabledFor(logging.INFO):
-            reason = protocol.close_exception
+        reason = protocol.close_exception
+        if (
+            protocol.bytes_in == 0
+            and protocol.bytes_out == 0
+            and (reason is None or isinstance(reason, ConnectionError))
+        ):
+            # The peer connected and left: a health check or a port scan, not an error.
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s connected and closed without a byte (%s) (%d open)",
+                    format_address(protocol.peer),
+                    reason or "clean",
+                    len(self.connections),
+                )
+        elif log.isEnabledFor(logging.INFO):
             log.info(
                 "%s closed after %.3f s: %d lines/%d B in, %d lines/%d B out%s (%d open)",
                 format_address(protocol.peer),
@@ -254,13 +282,17 @@ class LineServer:
 
     async def shutdown(self, grace: float = DEFAULT_GRACE) -> None:
         """Stop accepting, send what is queued, close everything within ``grace`` s."""
-        for server in self._servers:
-            server.close()
+        for acceptor in self._acceptors:
+            acceptor.close()
         for task in list(self._tasks):
             task.cancel()
         for listener in self._listeners:
             listener.close()
+        for path, identity in self._unix_paths:
+            release_unix(path, identity)
+        deadline = asyncio.get_running_loop().time() + grace
         pending = list(self.connections)
+        handlers = [t for p in pending if (t := getattr(p, "task", None)) and not t.done()]
         for protocol in pending:
             protocol.close()
         waiting = [p.closed for p in pending if not p.closed.done()]
@@ -272,5 +304,20 @@ class LineServer:
                     if not protocol.closed.done():
                         protocol.abort()
                 await asyncio.wait(late, timeout=1.0)
-        for server in self._servers:
-            await server.wait_closed()
+        await _finish_handlers(handlers, deadline)
+
+
+async def _finish_handlers(handlers: list[Any], deadline: float) -> None:
+    """Stream handlers get until ``deadline`` to return (their reads see the end
+    of stream); then they are cancelled, and get one more second to clean up."""
+    loop = asyncio.get_running_loop()
+    for cancelled in (False, True):
+        while handlers and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+            handlers = [task for task in handlers if not task.done()]
+        if not handlers or cancelled:
+            return
+        log.warning("%d handlers still running at the end of the grace; cancelled", len(handlers))
+        for task in handlers:
+            task.cancel()
+        deadline = loop.time() + 1.0

@@ -132,6 +132,8 @@ def layer_of(obj: object) -> str | None:
     """``protocol`` for a LineProtocol subclass, ``stream`` for a handler, else None."""
     if isinstance(obj, type) and issubclass(obj, LineProtocol):
         return "protocol"
+    if isinstance(obj, type):
+        return None
     if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
         getattr(obj, "__call__", None)  # noqa: B004 - an instance with an async __call__
     ):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
+import dataclasses
 import inspect
 import ipaddress
 import logging
@@ -29,6 +29,7 @@ from ..service import ServeContext, Target, defaults_of
 from ..stream import stream_protocol_factory
 from .config import Config, Settings, config_from_keywords, service_options
 from .lineserver import LineServer, ProxyPolicy, tls_server_context
+from .listeners import describe_errno, inherited, systemd_fds
 from .load import Loaded, check_target, layer_of, load
 
 __all__ = ["Server", "loop_factory", "run", "run_config", "serve"]
@@ -92,7 +93,7 @@ class Server:
             tls_context=tls_context(self.config),
             layer=self.config.layer,
             workers=self.config.workers or 1,
-            worker_id=self.config.worker_id,
+            worker_id=self.config.worker_id or None,
         )
 
     async def serve(self, stop: asyncio.Event, on_ready: ReadyHook | None = None) -> None:
@@ -126,11 +127,15 @@ class Server:
                 protocol_factory(target, settings),
                 max_connections=config.max_connections,
                 proxy=proxy,
+                tls_handshake_timeout=config.tls_handshake_timeout,
             )
             self.line_server = server
-            self.addresses = await self._listen(server, settings, context.tls_context)
+            # A STARTTLS service starts TLS itself: its listeners stay plaintext.
+            listen_tls = None if service.starttls else context.tls_context
+            self.addresses = await self._listen(server, settings, listen_tls)
             stack.push_async_callback(self._shutdown, server)
-            log.info(
+            log.log(
+                logging.INFO if (config.worker_id or 1) == 1 else logging.DEBUG,  # once
                 "%s: %s layer; %s; max_connections=%s grace=%g",
                 loaded.target,
                 actual,
@@ -138,7 +143,7 @@ class Server:
                 config.max_connections or "none",
                 config.grace,
             )
-            tls = " (TLS)" if context.tls_context else ""
+            tls = (" (STARTTLS)" if service.starttls else " (TLS)") if context.tls_context else ""
             name = service.name if service.name == loaded.target else loaded.target
             ready = f"{name} service ({actual} layer) listening on {', '.join(self.addresses)}{tls}"
             if on_ready is not None:
@@ -158,6 +163,11 @@ class Server:
         host = config.host if config.host is not None else "localhost"
         where = config.unix or f"{host}:{settings.port}"
         try:
+            if config.fd:
+                where = "inherited sockets " + ", ".join(map(str, config.fd))
+                return [
+                    server.listen_socket(sock, ssl_context=context) for sock in inherited(config.fd)
+                ]
             if config.unix:
                 return [await server.listen_unix(config.unix, ssl_context=context)]
             return await server.listen_tcp(
@@ -168,8 +178,7 @@ class Server:
             )
         except OSError as exc:
             await server.shutdown(0)
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise StartupError(f"cannot listen on {where}: {reason or exc}") from None
+            raise StartupError(f"cannot listen on {where}: {describe_errno(exc)}") from None
 
     async def _shutdown(self, server: LineServer) -> None:
         log.info(
@@ -240,6 +249,10 @@ def run_config(
     Returns 0, or 1 when workers kept failing. Raises ConfigError,
     ServiceError, StartupError or TargetImportError before anything serves.
     """
+    if config.worker_id is None and not config.fd:
+        activated = systemd_fds()  # started by systemd (or systemd-socket-activate)
+        if activated and config.host is None and config.port is None and config.unix is None:
+            config = dataclasses.replace(config, fd=activated)
     config.check()
     if loaded is None:
         loaded = load(config.target, factory=config.factory, app_dir=config.app_dir)

@@ -183,29 +183,53 @@ class Supervisor:
 
 
 def supervise(config: Config, loaded: Loaded, on_ready: ReadyHook | None = None) -> int:
-    """Check everything once here, then run ``config.workers`` workers."""
+    """Check everything once here, then run the workers (or the reloader)."""
+    from .config import service_options
     from .run import Server, loop_factory
 
-    if config.reload:
-        raise ConfigError("--reload is not available yet")
-    count = config.workers or 1
-    server = Server(config, loaded)
-    context = server.context()  # a bad certificate is reported once, here
+    context = Server(config, loaded).context()  # a bad certificate is reported once, here
     loop_factory(config.loop)  # so is a missing uvloop
     service = loaded.service
     if service.check is not None:
-        from .config import service_options
-
         service.check(service_options(service, config.options, "options"), context)
-    settings = config.settings(loaded.defaults)
-    host = config.host if config.host is not None else "localhost"
-    port = reserve_port(host, settings.port)
-    worker_config = dataclasses.replace(config, host=host, port=port, workers=count)
-    supervisor = Supervisor(worker_config, count, grace=config.grace)
-    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    if config.reload:
+        from .reload import reload_forever
+
+        return reload_forever(config, loaded)
+    count = config.workers or 1
     tls = " (TLS)" if config.tls_cert else ""
+    if config.fd:  # inherited sockets: every worker accepts on them
+        worker_config = dataclasses.replace(config, workers=count)
+        where = describe_fds(config.fd)
+        pass_fds = tuple(config.fd)
+    else:
+        settings = config.settings(loaded.defaults)
+        host = config.host if config.host is not None else "localhost"
+        port = reserve_port(host, settings.port)
+        worker_config = dataclasses.replace(config, host=host, port=port, workers=count)
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        pass_fds = ()
+    supervisor = Supervisor(worker_config, count, grace=config.grace, pass_fds=pass_fds)
     announce = f"{loaded.target} service listening on {where}{tls}"
     return asyncio.run(supervisor.run(announce, on_ready))
+
+
+def describe_fds(fds: list[int]) -> str:
+    """The addresses of inherited listening sockets, for the start-up line."""
+    names = []
+    for fd in fds:
+        sock = socket.socket(fileno=fd)
+        try:
+            name = sock.getsockname()
+            names.append(str(name) if sock.family == socket.AF_UNIX else _address(name))
+        finally:
+            sock.detach()
+    return ", ".join(names)
+
+
+def _address(name: tuple[str, int]) -> str:
+    host, port = name[0], name[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def cpu_count() -> int:

@@ -12,5 +12,6 @@ __all__ = ["BUILTIN"]
 BUILTIN: dict[str, str] = {
     "echo": "linechat.services.echo:SERVICE",
     "chat": "linechat.services.chat:SERVICE",
+    "smtp-sink": "linechat.services.smtp_sink:SERVICE",
     "whois": "linechat.services.whois:SERVICE",
 }
