@@ -250,3 +250,18 @@ def test_workers_each_serve_the_data(whois_server: Callable[..., Served]) -> Non
     served = whois_server("--workers", "2")
     for _ in range(4):
         assert whois(served, "example.com").startswith("domain: example.com")
+
+
+def test_sighup_to_the_supervisor_reloads_every_worker(
+    whois_server: Callable[..., Served], records: Path
+) -> None:
+    served = whois_server("--workers", "2")
+    (records / "late.example").write_text("domain: late.example\n")
+    served.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while served.log().count("SIGHUP: reloading") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert served.log().count("SIGHUP: reloading") == 2
+    assert served.process.poll() is None
+    for _ in range(8):  # the kernel spreads these over both workers
+        assert whois(served, "late.example") == "domain: late.example\n"
