@@ -32,8 +32,8 @@ test: $(DEV_STAMP)
 	$(BIN)/pytest -q
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests bench docs/hooks noxfile.py .ci
-	$(BIN)/ruff format --check src tests bench docs/hooks noxfile.py .ci
+	$(BIN)/ruff check src tests bench examples docs/hooks noxfile.py .ci
+	$(BIN)/ruff format --check src tests bench examples docs/hooks noxfile.py .ci
 	$(BIN)/mypy
 
 # The site, built strictly: a warning, a broken link or a missing reference fails.

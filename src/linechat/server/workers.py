@@ -86,6 +86,8 @@ class Supervisor:
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        if hasattr(signal, "SIGHUP"):  # reload: every worker reloads its service
+            loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
         keepers = [asyncio.create_task(self._keep(worker, stop)) for worker in self.workers]
         ready = asyncio.create_task(self._all_ready())
         stopped = asyncio.create_task(stop.wait())
@@ -163,6 +165,14 @@ class Supervisor:
                 continue  # the supervisor announces once for all
             sys.stderr.buffer.write(line)
             sys.stderr.buffer.flush()
+
+    def _forward(self, signum: int) -> None:
+        """Pass a signal on to every running worker."""
+        for worker in self.workers:
+            process = worker.process
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signum)
 
     async def _stop_all(self) -> None:
         running = [w.process for w in self.workers if w.process and w.process.returncode is None]

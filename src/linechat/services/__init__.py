@@ -13,4 +13,5 @@ BUILTIN: dict[str, str] = {
     "echo": "linechat.services.echo:SERVICE",
     "chat": "linechat.services.chat:SERVICE",
     "smtp-sink": "linechat.services.smtp_sink:SERVICE",
+    "whois": "linechat.services.whois:SERVICE",
 }

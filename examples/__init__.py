@@ -1,0 +1,1 @@
+"""linechat's examples, each run by the tests (see README.md here)."""
