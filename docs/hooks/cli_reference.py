@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+from pathlib import Path
 from typing import Any
 
 MARKER = "<!-- linechat:cli-reference -->"
+#: The services' own pages, linked from their entries when they exist.
+PAGES = Path(__file__).resolve().parents[1] / "services"
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
@@ -137,6 +140,8 @@ def render_services() -> str:
         module, _, attr = target.partition(":")
         service = getattr(importlib.import_module(module), attr)
         lines.append(f"### {name} {{#service-{name}}}\n")
+        if (PAGES / f"{name}.md").is_file():
+            lines.append(f"Its page: [services/{name}.md](../services/{name}.md).\n")
         if isinstance(service, Service):
             lines.append(f"{service.summary}.\n")
             if service.defaults:
