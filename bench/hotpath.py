@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import collections
 import gc
+import importlib
 import re
 import statistics
 import subprocess
@@ -39,10 +40,11 @@ from typing import Any, TypeVar
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "echo" / "servers"))
 
-from bare_server import BareEcho  # noqa: E402
-
 from linechat.services.echo import FRAMING, EchoProtocol, echo_handler  # noqa: E402
 from linechat.stream import LineStream  # noqa: E402
+
+# bench/echo/servers is a folder of scripts, not a package.
+BareEcho: Any = importlib.import_module("bare_server").BareEcho
 
 IMPLS = ("bare", "protocol", "stream")
 SHAPES = {"x1": 1, "x16": 16}
@@ -54,7 +56,7 @@ class NullTransport:
     """What a protocol calls on its transport; ``write`` drops the bytes in C."""
 
     def __init__(self) -> None:
-        self.write = collections.deque(maxlen=0).append
+        self.write: Callable[[bytes], None] = collections.deque(maxlen=0).append
         self.max_size = 256 * 1024
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
