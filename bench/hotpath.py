@@ -56,7 +56,7 @@ class NullTransport:
     """What a protocol calls on its transport; ``write`` drops the bytes in C."""
 
     def __init__(self) -> None:
-        self.write: Callable[[bytes], None] = collections.deque(maxlen=0).append
+        self.write: Callable[[bytes], None] = collections.deque[bytes](maxlen=0).append
         self.max_size = 256 * 1024
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
