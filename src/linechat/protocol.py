@@ -195,7 +195,7 @@ class LineProtocol(asyncio.Protocol):
         """
         if self._closing:
             return
-        if not isinstance(lines, (list, tuple)):
+        if lines.__class__ is not list and not isinstance(lines, (list, tuple)):
             lines = list(lines)
         if not lines:
             return
@@ -206,11 +206,8 @@ class LineProtocol(asyncio.Protocol):
         except TypeError:
             body = separator.join([encode_line(line) for line in lines])
         self.lines_out += len(lines)
-        out = self._out
-        if prefix:
-            out.append(prefix)
-        out.append(body)  # joined with the rest at flush: one copy in all
-        out.append(delimiter)
+        # Joined with the rest at flush: one copy in all.
+        self._out += (prefix, body, delimiter) if prefix else (body, delimiter)
         if not self._in_chunk:
             self._written()
 
@@ -388,13 +385,14 @@ class LineProtocol(asyncio.Protocol):
             # _end_chunk(), inline: this runs once per chunk received.
             self._in_chunk = False
             out = self._out
-            if out and self.transport is not None:
+            transport = self.transport
+            if out and transport is not None:
                 reply = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
                 self.bytes_out += len(reply)
-                self.transport.write(reply)
-            if self._closing and self.transport is not None:
-                self.transport.close()
+                transport.write(reply)
+            if self._closing and transport is not None:
+                transport.close()
 
     def eof_received(self) -> bool:
         """The peer is done sending: handle an unterminated last line, then close."""

@@ -257,7 +257,17 @@ class LineStream(LineProtocol):
             else:
                 read.wake()
         finally:
-            self._end_chunk()
+            # _end_chunk(), inline: once per chunk while a handler reads.
+            self._in_chunk = False
+            out = self._out
+            transport = self.transport
+            if out and transport is not None:
+                reply = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self.bytes_out += len(reply)
+                transport.write(reply)
+            if self._closing and transport is not None:
+                transport.close()
 
     def eof_received(self) -> bool:
         self.eof = True
