@@ -13,7 +13,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError, ServiceError
+from .errors import (
+    ConnectionClosed,
+    IdleTimeout,
+    LineTimeout,
+    LineTooLong,
+    ProtocolError,
+    ServiceError,
+)
 from .framing import LineFramer
 from .service import Option, ServeContext, Service, service_defaults
 
@@ -29,6 +36,7 @@ __all__ = [
     "LineProtocol",
     "LineServer",
     "LineStream",
+    "LineTimeout",
     "LineTooLong",
     "Option",
     "ProtocolError",

@@ -253,7 +253,12 @@ class LineServer:
             )
 
     async def shutdown(self, grace: float = DEFAULT_GRACE) -> None:
-        """Stop accepting, send what is queued, close everything within ``grace`` s."""
+        """Stop accepting, answer what was read, close everything within ``grace`` s.
+
+        Each connection closes with ``close_for_shutdown()``: no reset for a
+        peer that sent more in the last moment. Those not gone after the
+        grace are dropped.
+        """
         for server in self._servers:
             server.close()
         for task in list(self._tasks):
@@ -262,7 +267,7 @@ class LineServer:
             listener.close()
         pending = list(self.connections)
         for protocol in pending:
-            protocol.close()
+            protocol.close_for_shutdown()
         waiting = [p.closed for p in pending if not p.closed.done()]
         if waiting:
             _, late = await asyncio.wait(waiting, timeout=grace)

@@ -91,6 +91,14 @@ def add_parser(commands: Any) -> None:
         help="close a peer silent this long (default 300; 0 turns it off)",
     )
     parser.add_argument(
+        "--line-timeout",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the longest one line may take to arrive once its first byte came; "
+        "past it the peer gets 'ERROR line timeout' and is closed (default 0: off)",
+    )
+    parser.add_argument(
         "--max-connections",
         type=positive_int,
         default=None,
@@ -191,6 +199,7 @@ def _supervise(args: argparse.Namespace) -> int:
         ("--tls-key", args.tls_key),
         ("--max-line-length", args.max_line_length),
         ("--idle-timeout", args.idle_timeout),
+        ("--line-timeout", args.line_timeout),
         ("--max-connections", args.max_connections),
         ("--grace", args.grace),
         ("--loop", args.loop),
@@ -217,6 +226,7 @@ async def _serve(args: argparse.Namespace) -> int:
         args.layer,
         max_line_length=args.max_line_length,
         idle_timeout=args.idle_timeout or None,
+        line_timeout=args.line_timeout or None,
     )
     proxy = None
     if args.proxy_protocol or args.proxy_protocol_from:
