@@ -264,6 +264,9 @@ class LineStream(LineProtocol):
             self._frame(data)
         else:
             framer.receive(data)
+        if len(data) > self._slice and framer.buffered > READ_HIGH_WATER:
+            self._reading_paused = True  # a backlog: read on once it is handled
+            self._set_reading(False)
         # Replies the handler writes now leave together, when it waits again.
         self._in_chunk = True
         try:
@@ -340,7 +343,7 @@ class LineStream(LineProtocol):
         """A read must wait: send the replies queued, and read the peer again."""
         if not self._in_chunk:  # else data_received sends them as it returns
             self._flush()
-        if self._reading_paused:
+        if self._reading_paused and self.framer.buffered <= READ_HIGH_WATER:
             self._reading_paused = False
             if not self._writing_paused:
                 self._set_reading(True)
@@ -486,6 +489,11 @@ class LineStream(LineProtocol):
             raise error
         if not self._ended:
             if not framer.buffered and not finished:
+                return False, None
+            if self._in_chunk and framer.buffered > self._slice and not finished:
+                # A backlog, framed a batch per turn of the loop: the other
+                # connections get theirs in between.
+                asyncio.get_running_loop().call_soon(self._resume_reads)
                 return False, None
             if lines := self._frame(b""):
                 self._next = 1
