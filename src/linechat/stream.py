@@ -304,7 +304,7 @@ class LineStream(LineProtocol):
             asyncio.get_running_loop().call_soon(self._resume_reads)
 
     def _resume_reads(self) -> None:
-        if self._writing_paused or self._gone:
+        if self._writing_paused and not self._gone:
             return
         self._in_chunk = True
         try:
@@ -490,7 +490,7 @@ class LineStream(LineProtocol):
         if not self._ended:
             if not framer.buffered and not finished:
                 return False, None
-            if self._in_chunk and framer.buffered > self._slice and not finished:
+            if framer.buffered > self._slice and (self._in_chunk or self._gone):
                 # A backlog, framed a batch per turn of the loop: the other
                 # connections get theirs in between.
                 asyncio.get_running_loop().call_soon(self._resume_reads)
