@@ -158,7 +158,12 @@ def peers_round(name: str, peers: int) -> tuple[float, float]:
         for sock in socks:
             sock.close()
         server.terminate()
-        server.wait(15)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise SystemExit(f"{name}: the server did not stop within 30 s of SIGTERM") from None
 
 
 def peers_main(peers: int, rounds: int, only: list[str]) -> int:
