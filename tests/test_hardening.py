@@ -291,3 +291,30 @@ def test_a_failing_service_sends_what_it_wrote_and_is_logged_once(failing: Serve
     assert "failed on purpose" in log
     assert "Fatal error" not in log and "Exception in callback" not in log, log
     assert failing.stop() == 0
+
+
+def test_start_server_line_timeout_raises_line_timeout_in_the_handler() -> None:
+    """The library side: start_server(line_timeout=...) and a handler's pending read."""
+    import linechat
+
+    seen: list[BaseException] = []
+
+    async def handler(stream: linechat.LineStream) -> None:
+        try:
+            await stream.readline()
+        except linechat.LineTimeout as exc:
+            seen.append(exc)
+            raise
+
+    async def main() -> bytes:
+        server = await linechat.start_server(handler, "127.0.0.1", 0, line_timeout=0.4)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"half a li")
+            reply = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return reply
+
+    assert asyncio.run(main()) == b"ERROR line timeout\r\n"
+    assert len(seen) == 1 and isinstance(seen[0], linechat.IdleTimeout)

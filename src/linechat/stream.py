@@ -32,7 +32,7 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
+from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH
 from .handler_task import WAIT_FOR_INPUT, HandlerTask
 from .protocol import LineProtocol
@@ -505,7 +505,7 @@ class LineStream(LineProtocol):
                 return False, None
             self._ended = True
             rest = framer.feed_eof()
-            if rest:
+            if rest and not isinstance(self.close_exception, LineTimeout):  # else a line cut short
                 self.unterminated = True
                 self.lines_in += 1
                 return True, rest[0]
