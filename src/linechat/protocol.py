@@ -506,16 +506,16 @@ class LineProtocol(asyncio.Protocol):
         """May the replies queued be past ``write_high_water``? Send them, say if writing paused.
 
         Cheap enough to ask often: the queue is weighed only while it is
-        short, and sent when the transport already holds some (a mere append).
+        short (a long one is sent). Small writes are not sent one by one: a
+        transport holds each of them with some overhead (uvloop: a request).
         """
         transport = self.transport
         if transport is None:
             return False
         out = self._out
         if (
-            len(out) > 64
-            or transport.get_write_buffer_size()
-            or sum(map(len, out)) > self.write_high_water
+            len(out) > 256
+            or sum(map(len, out)) + transport.get_write_buffer_size() > self.write_high_water
         ):
             self._flush()  # pauses writing if the peer does not take it
         return self._writing_paused

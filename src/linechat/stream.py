@@ -431,7 +431,7 @@ class LineStream(LineProtocol):
         """
         framer = self.framer
         try:
-            if len(data) > self._slice or (not data and framer.buffered > self._slice):
+            if len(data) + framer.buffered > self._slice:
                 lines = self._pull_lines(data)
             else:
                 lines = framer.feed(data)
