@@ -207,6 +207,16 @@ def time_to_first_byte(command: Command, runs: int) -> list[float]:
     return results
 
 
+def time_to_exit(argv: list[str], runs: int) -> list[float]:
+    """Seconds from starting ``argv`` to its exit (``python -c pass``: the interpreter's floor)."""
+    results: list[float] = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, env=ENV, stdin=subprocess.DEVNULL)
+        results.append(time.perf_counter() - started)
+    return results
+
+
 def format_rate(value: float) -> str:
     return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.0f} k"
 
@@ -219,9 +229,12 @@ def main() -> int:
     parser.add_argument("--ttfb-runs", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
+    parser.add_argument("--no-seed", action="store_true", help="leave the seed's client out")
     args = parser.parse_args()
 
-    names = [name for name in CLIENTS if name.startswith(("linechat", "seed"))]
+    names = [name for name in CLIENTS if name.startswith("linechat")]
+    if not args.no_seed:
+        names += [name for name in CLIENTS if name.startswith("seed")]
     names += [name for name in ("socat", "ncat") if shutil.which(name)]
     names.sort(key=list(CLIENTS).index)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -252,6 +265,10 @@ def main() -> int:
         for name in names:
             if not name.startswith("seed"):
                 ttfb[name] = time_to_first_byte(CLIENTS[name][0], args.ttfb_runs)
+        # Beside it, the floor no Python client can go under: start and exit.
+        ttfb["`python -c pass` (start to exit)"] = time_to_exit(
+            [PYTHON, "-c", "pass"], args.ttfb_runs
+        )
         ENV = python_env(None)
         uncached = "linechat connect, PYTHONDONTWRITEBYTECODE=1"
         ttfb[uncached] = time_to_first_byte(CLIENTS["linechat connect"][0], args.ttfb_runs)

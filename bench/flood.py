@@ -1,17 +1,28 @@
-"""A client that floods without reading: how much does the server grow?
+"""Clients that send but never read: how much does the server grow?
 
     .venv/bin/python bench/flood.py [--seconds 30] [--layer protocol|stream]
+    .venv/bin/python bench/flood.py --peers 50 [--rounds 3]
 
-Starts `linechat serve`, opens one connection that sends lines as fast as the
-kernel takes them and never reads an answer, for ``--seconds``; samples the
-server's RSS every 0.5 s, and checks meanwhile that a second client is still
-answered. Prints the growth (the target: under 64 MiB over 30 s).
+One flooder (the default): starts `linechat serve`, opens one connection that
+sends lines as fast as the kernel takes them and never reads an answer, for
+``--seconds``; samples the server's RSS every 0.5 s, and checks meanwhile that
+a second client is still answered. Prints the growth (the target: under 64 MiB
+over 30 s).
+
+``--peers N``: the memory a peer that never reads costs. For each server (both
+linechat layers on both loops, and asyncio streams with ``drain()`` per line,
+the alternative), N connections send short lines until the kernel takes no
+more, never reading; once the server's RSS is steady, (RSS - RSS before) / N
+is the cost of one such peer, compared with the documented bound (2 x the
+write high-water mark plus one read). Rounds alternate across servers; the
+median is reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -20,6 +31,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 LINECHAT = str(REPO / ".venv" / "bin" / "linechat")
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+STREAMS_SERVER = str(REPO / "bench" / "echo" / "servers" / "streams_server.py")
+KIB = 1024
+HIGH_WATER = 64 * KIB  # linechat's default write_high_water
+#: The most one read brings: asyncio's transport asks for 64 KiB (linechat's
+#: READ_SIZE), uvloop reads into a 256 KiB buffer of its own.
+ONE_READ = {"asyncio": 64 * KIB, "uvloop": 256 * KIB}
 
 
 def rss_kib(pid: int) -> int:
@@ -57,11 +75,132 @@ def probe(port: int) -> float:
     return time.monotonic() - started
 
 
+def wait_ready(port: int, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited {server.returncode}")
+        try:
+            probe(port)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def stuff(sock: socket.socket, block: bytes, seconds: float) -> int:
+    """Send until the kernel takes nothing for ``seconds`` (the server stopped reading)."""
+    sock.setblocking(False)
+    sent, last = 0, time.monotonic()
+    while time.monotonic() - last < seconds:
+        try:
+            n = sock.send(block)
+        except BlockingIOError:
+            time.sleep(0.02)
+            continue
+        except OSError:  # closed by the server
+            break
+        sent += n
+        last = time.monotonic()
+    return sent
+
+
+def steady_rss(pid: int, seconds: float = 1.0, limit: float = 20.0) -> int:
+    """RSS once it stopped changing for ``seconds`` (or after ``limit`` s)."""
+    value, since, end = rss_kib(pid), time.monotonic(), time.monotonic() + limit
+    while time.monotonic() < end and time.monotonic() - since < seconds:
+        time.sleep(0.2)
+        now = rss_kib(pid)
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
+
+
+PEER_SERVERS = {
+    "linechat-protocol-asyncio": ["--layer", "protocol", "--loop", "asyncio"],
+    "linechat-protocol-uvloop": ["--layer", "protocol", "--loop", "uvloop"],
+    "linechat-stream-asyncio": ["--layer", "stream", "--loop", "asyncio"],
+    "linechat-stream-uvloop": ["--layer", "stream", "--loop", "uvloop"],
+    "asyncio-streams": [],
+    "asyncio-streams-uvloop": [],
+}
+
+
+def peers_round(name: str, peers: int) -> tuple[float, float]:
+    """KiB of server RSS per non-reading peer, and MiB the peers sent in all."""
+    port = free_port()
+    if name.startswith("asyncio-streams"):
+        loop = "uvloop" if name.endswith("uvloop") else "asyncio"
+        argv = [PYTHON, STREAMS_SERVER, "--port", str(port), "--loop", loop]
+    else:
+        argv = [LINECHAT, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        argv += [*PEER_SERVERS[name], "--idle-timeout", "0"]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    socks: list[socket.socket] = []
+    try:
+        wait_ready(port, server)
+        before = steady_rss(server.pid)
+        block = b"x\r\n" * 16384  # the shortest lines: the largest replies per byte read
+        sent = 0
+        for _ in range(peers):
+            sock = socket.socket()
+            socks.append(sock)
+            # A small receive buffer: the replies pile up in the server, not in our kernel.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+        for sock in socks:
+            sent += stuff(sock, block, 0.3)
+        for sock in socks:  # once more: whatever the server read meanwhile
+            sent += stuff(sock, block, 0.3)
+        after = steady_rss(server.pid)
+        return (after - before) / peers, sent / 2**20
+    finally:
+        for sock in socks:
+            sock.close()
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise SystemExit(f"{name}: the server did not stop within 30 s of SIGTERM") from None
+
+
+def peers_main(peers: int, rounds: int, only: list[str]) -> int:
+    names = [n for n in PEER_SERVERS if not only or n in only]
+    results: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    for _ in range(rounds):
+        for name in names:
+            results[name].append(peers_round(name, peers))
+    print(f"{peers} peers that send 'x' lines and never read; median of {rounds} rounds\n")
+    print("| server | KiB RSS per peer | bound KiB (2 x 64 KiB + one read) | MiB sent by all |")
+    print("|---|---:|---:|---:|")
+    worst = 0.0
+    for name in names:
+        per_peer = statistics.median(r[0] for r in results[name])
+        sent = statistics.median(r[1] for r in results[name])
+        if name.startswith("linechat"):
+            bound = 2 * HIGH_WATER + ONE_READ[name.rsplit("-", 1)[1]]
+            worst = max(worst, per_peer / (bound / KIB))
+            shown = f"{bound // KIB}"
+        else:
+            shown = "-"
+        print(f"| {name} | {per_peer:.0f} | {shown} | {sent:.1f} |")
+    return 0 if worst <= 1.0 else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="server growth under a non-reading flood")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--layer", choices=["protocol", "stream"], default="protocol")
+    parser.add_argument(
+        "--peers", type=int, default=0, help="N non-reading peers: RSS per peer (see above)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --peers: rounds per server")
+    parser.add_argument("--only", default="", help="with --peers: comma-separated servers")
     opts = parser.parse_args()
+    if opts.peers:
+        return peers_main(opts.peers, opts.rounds, [n for n in opts.only.split(",") if n])
     port = free_port()
     server = subprocess.Popen(
         [LINECHAT, "serve", "--host", "127.0.0.1", "--port", str(port), "--layer", opts.layer],

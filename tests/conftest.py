@@ -28,6 +28,18 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "linechat"))
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Property tests on a slow, shared machine (2 cores, 8 test suites at once): no
+# per-example deadline, and no failing because generating inputs was slow or
+# large; what a property checks is not timing. Loaded before any test module,
+# so a test's own @settings(max_examples=...) builds on it.
+settings.register_profile(
+    "linechat",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "linechat"))
 STARTED = re.compile(rb"listening on (?:\[?)([0-9a-f.:]+?)(?:\]?):(\d+)")
 
 

@@ -33,6 +33,8 @@ def load(harness: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, harness)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    if str(FUZZ) not in sys.path:  # harnesses may import their siblings, as when run
+        sys.path.append(str(FUZZ))
     try:
         spec.loader.exec_module(module)
     except ModuleNotFoundError as exc:

@@ -76,6 +76,21 @@ def _linechat(*extra: str) -> Callable[[int], list[str]]:
     return command
 
 
+#: A folder holding a copy of ``src`` with linechat's hot modules compiled by
+#: mypyc (see bench/RESULTS.md, "Hot path, round two"); the ``-compiled``
+#: server runs ``linechat serve`` with it first on the path.
+COMPILED = os.environ.get("LINECHAT_COMPILED", "")
+
+
+def _compiled(*extra: str) -> Callable[[int], list[str]]:
+    def command(port: int) -> list[str]:
+        if not COMPILED or not Path(COMPILED, "linechat").is_dir():
+            raise BenchError("set LINECHAT_COMPILED to a folder holding a compiled linechat")
+        return ["env", f"PYTHONPATH={COMPILED}", *_linechat(*extra)(port)]
+
+    return command
+
+
 def _script(name: str, *extra: str) -> Callable[[int], list[str]]:
     def command(port: int) -> list[str]:
         return [PYTHON, str(SERVERS_DIR / name), "--port", str(port), *extra]
@@ -99,6 +114,11 @@ SERVERS = [
         "linechat-import-uvloop",
         _linechat("linechat.services.echo:EchoProtocol", "--loop", "uvloop"),
         "linechat serve linechat.services.echo:EchoProtocol (a user's class), uvloop",
+    ),
+    Server(
+        "linechat-uvloop-compiled",
+        _compiled("--loop", "uvloop"),
+        "linechat serve, uvloop, hot modules compiled with mypyc ($LINECHAT_COMPILED)",
     ),
     Server(
         "linechat-stream",
@@ -660,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile()
     build_tools()
     servers = [s for s in SERVERS if not opts.only or s.name in opts.only.split(",")]
+    if not opts.only and not COMPILED:  # by default, the compiled build only when there is one
+        servers = [s for s in servers if not s.name.endswith("-compiled")]
     scenarios = [
         sc for sc in SCENARIOS if not opts.scenarios or sc.name in opts.scenarios.split(",")
     ]

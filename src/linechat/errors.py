@@ -24,6 +24,14 @@ class IdleTimeout(ProtocolError):
     """The peer sent nothing for longer than the idle timeout."""
 
 
+class LineTimeout(IdleTimeout):
+    """One line took longer than the line deadline (``line_timeout``) to arrive.
+
+    An :class:`IdleTimeout`, so code that handles a silent peer handles a
+    dribbling one the same way.
+    """
+
+
 class ConnectionClosed(Exception):
     """The connection is gone; nothing more can be written or read."""
 

@@ -125,7 +125,31 @@ class LineFramer:
             return self._feed_slow(data)
         buf = self._buf
         if not buf:
-            return self._split(data)
+            # _split() then _lines(), inline for the usual chunk: whole lines.
+            if self._lenient:
+                if 13 not in data:  # no CR (a memchr): split on LF as it is
+                    lines = data.split(b"\n")
+                    size = len(data)
+                else:
+                    lines = data.split(b"\r\n")
+                    if data.count(b"\n") != len(lines) - 1:
+                        return self._split(data)  # bare LFs too
+                    size = len(data) - len(lines) + 1
+            else:
+                lines = data.split(self._sep)
+                size = len(data)
+            tail = lines.pop()
+            if size > self._max:
+                self._check_limit(lines, tail, size, b"", data)
+            if tail:
+                buf += tail
+                n, overlap = len(tail), self._overlap
+                self._scan_from = n - overlap if n > overlap else 0
+            else:
+                self._scan_from = 0
+            self._source = data
+            self._head = b""
+            return lines
         if self._lenient:  # a CR buffered may pair with an LF in ``data``
             return self._feed_slow(data)
         # The buffer holds no delimiter, so one can only end in ``data``: the

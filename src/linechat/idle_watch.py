@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from typing import Any, Protocol
 
 __all__ = ["IdleWatch", "Watched", "watch"]
+
+log = logging.getLogger("linechat.protocol")
 
 # The watch's callback is ours: one shared context, not a copy per timer.
 _CONTEXT = contextvars.Context()
@@ -64,7 +67,10 @@ class IdleWatch:
         now = self.loop.time()
         for connection in list(self.watched):
             if connection.idle_watch is self:
-                connection.look_idle(now)
+                try:
+                    connection.look_idle(now)
+                except Exception:  # one connection's failure must not stop the others' timers
+                    log.exception("idle timer failed for %r", connection)
         if self.watched:
             self._handle = self.loop.call_later(self.step, self._look, context=_CONTEXT)
         elif _watches.get((self.loop, self.step)) is self:

@@ -6,23 +6,27 @@ Replies written while one chunk is handled leave in a single transport write.
 
 The layer owns what every line service needs and none should repeat:
 flow control both ways (a peer that sends but never reads stops being read
-once its unsent replies pass the high-water mark), an idle timeout, the
-over-long-line policy, end of stream, and a ``closed`` future.
+before its unsent replies pass twice the high-water mark), an idle timeout, a
+per-line deadline, the over-long-line policy, end of stream, a close that
+sends no reset on shutdown, and a ``closed`` future.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
-from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
+from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
 from .idle_watch import IdleWatch, watch
 
 __all__ = ["DEFAULT_WRITE_HIGH_WATER", "LineProtocol", "encode_line"]
+
+log = logging.getLogger("linechat.protocol")
 
 DEFAULT_WRITE_HIGH_WATER = 64 * 1024
 #: The most asyncio's socket transport asks recv() for at once. Its default,
@@ -31,6 +35,12 @@ DEFAULT_WRITE_HIGH_WATER = 64 * 1024
 #: faults and munmap). 64 KiB come from the heap. uvloop reads into a buffer
 #: of its own and is not affected.
 READ_SIZE = 64 * 1024
+
+
+# Why a connection is ending, beyond close() (bits of ``_ending``).
+_TIMED_OUT = 1  # the idle timeout or the line deadline closed it
+_SHUTDOWN = 2  # close_for_shutdown(): half-close, then wait for the peer's end
+_EOF_SENT = 4  # ...and our end of stream is on its way
 
 
 def encode_line(line: bytes | str) -> bytes:
@@ -43,8 +53,12 @@ class LineProtocol(asyncio.Protocol):
 
     ``idle_timeout`` (seconds, ``None`` for none) closes a peer that sends
     nothing for that long, through :meth:`idle_timeout_expired`.
+    ``line_timeout`` (seconds, ``None`` for none) is the longest one line may
+    take to arrive once its first byte came; past it the peer is closed
+    through :meth:`line_timeout_expired` (a slow dribble holds no slot).
     ``write_high_water`` bounds the replies held for a slow reader: past it,
-    the peer is not read until they drain below a quarter of it.
+    the peer is not read until they drain below a quarter of it, and input
+    already read waits too (see :meth:`data_received`).
     """
 
     # Slots keep an idle connection small (the target is < 3 KiB in all).
@@ -52,17 +66,23 @@ class LineProtocol(asyncio.Protocol):
         "_closed",
         "_closing",
         "_drain_waiters",
+        "_ending",
         "_eof_pending",
         "_flush_scheduled",
         "_gone",
         "_held",
+        "_held_input",
         "_in_chunk",
         "_last_read",
+        "_line_started",
+        "_lines_seen",
         "_out",
         "_pulling",
         "_raw_wanted",
         "_seen_bytes",
+        "_slice",
         "_stop_batch",
+        "_unsent_seen",
         "_writing_paused",
         "bytes_in",
         "bytes_out",
@@ -72,6 +92,7 @@ class LineProtocol(asyncio.Protocol):
         "framer",
         "idle_timeout",
         "idle_watch",
+        "line_timeout",
         "lines_in",
         "lines_out",
         "on_closed",
@@ -88,6 +109,9 @@ class LineProtocol(asyncio.Protocol):
     #: Sent by the default :meth:`line_too_long` before it closes.
     too_long_reply: bytes = b"ERROR line too long"
 
+    #: Sent by the default :meth:`line_timeout_expired` before it closes.
+    line_timeout_reply: bytes = b"ERROR line timeout"
+
     def __init__(
         self,
         *,
@@ -95,13 +119,18 @@ class LineProtocol(asyncio.Protocol):
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         lenient: bool = False,
         idle_timeout: float | None = None,
+        line_timeout: float | None = None,
         write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
     ) -> None:
         self.framer = LineFramer(delimiter, max_line_length=max_line_length, lenient=lenient)
         # Replies always end in the canonical delimiter (CRLF in lenient mode).
         self.delimiter = self.framer.delimiter
         self.idle_timeout = idle_timeout if idle_timeout else None
+        self.line_timeout = line_timeout if line_timeout else None
         self.write_high_water = write_high_water
+        # Reads longer than this are handled a slice at a time (_receive_slices):
+        # one slice's replies stay under the mark for replies up to 16x the input.
+        self._slice = max(1024, write_high_water // 16)
         self.transport: asyncio.Transport | None = None
         #: The peer's address; a runner behind a PROXY-protocol balancer sets
         #: it (and ``proxy_header``) to the true client's before the connection.
@@ -123,8 +152,14 @@ class LineProtocol(asyncio.Protocol):
         self._held = False
         self._eof_pending = False
         self._writing_paused = False
-        self._last_read = 0.0  # when the idle timer last saw input arrive
+        self._last_read = 0.0  # when the idle timer last saw input (or, closing, a drain)
         self._seen_bytes = 0  # bytes_in as the idle timer last saw it
+        self._line_started = 0.0  # when the idle timer first saw the line in progress
+        self._lines_seen = -1  # lines_in then (-1: no line in progress)
+        self._unsent_seen = -1  # closing: unsent bytes at the last look (-1: not looked)
+        #: Input read but not yet handled, while writing is paused (None: not paused).
+        self._held_input: bytes | None = None
+        self._ending = 0  # _TIMED_OUT | _SHUTDOWN | _EOF_SENT
         #: What looks at this connection for the idle timeout: set at the
         #: connection (a server may set one shared by all its connections).
         self.idle_watch: IdleWatch | None = None
@@ -172,6 +207,16 @@ class LineProtocol(asyncio.Protocol):
         self.close_exception = IdleTimeout(f"no data for {self.idle_timeout} s")
         self.close()
 
+    def line_timeout_expired(self) -> None:
+        """A line took over ``line_timeout`` s to arrive: answer :attr:`line_timeout_reply`, close.
+
+        Replies still unsent when this returns get a short grace (one look of
+        the idle timer) to drain, then the connection is dropped.
+        """
+        self.close_exception = LineTimeout(f"a line took over {self.line_timeout} s")
+        self.write_line(self.line_timeout_reply)
+        self.close()
+
     def connection_ended(self, exc: BaseException | None) -> None:
         """Called once the connection is gone, for clean-up."""
 
@@ -195,7 +240,7 @@ class LineProtocol(asyncio.Protocol):
         """
         if self._closing:
             return
-        if not isinstance(lines, (list, tuple)):
+        if lines.__class__ is not list and not isinstance(lines, (list, tuple)):
             lines = list(lines)
         if not lines:
             return
@@ -206,11 +251,8 @@ class LineProtocol(asyncio.Protocol):
         except TypeError:
             body = separator.join([encode_line(line) for line in lines])
         self.lines_out += len(lines)
-        out = self._out
-        if prefix:
-            out.append(prefix)
-        out.append(body)  # joined with the rest at flush: one copy in all
-        out.append(delimiter)
+        # Joined with the rest at flush: one copy in all.
+        self._out += (prefix, body, delimiter) if prefix else (body, delimiter)
         if not self._in_chunk:
             self._written()
 
@@ -249,12 +291,11 @@ class LineProtocol(asyncio.Protocol):
         self._in_chunk = True
         try:
             self._pull()
+        except Exception as exc:
+            self._callback_failed(exc)
         finally:
             self._end_chunk()
-        if self._eof_pending and not self._held:
-            self._finish_eof()
-            if self.transport is not None:
-                self.transport.close()
+        self._input_settled()
 
     async def start_tls(
         self,
@@ -293,15 +334,40 @@ class LineProtocol(asyncio.Protocol):
         self.transport = transport
 
     def close(self) -> None:
-        """Send what is queued, then close. Lines after this are not handled."""
+        """Send what is queued, then close. Lines after this are not handled.
+
+        With an idle timeout, a close that the peer does not let drain (it
+        reads nothing for that long) is turned into :meth:`abort`.
+        """
         if self._closing:
             return
         self._stop_batch = True
         if not self._in_chunk:
             self._flush()
         self._closing = True
-        if self.transport is not None and not self._in_chunk:
-            self.transport.close()
+        if not self._in_chunk:
+            self._close_transport()
+
+    def close_for_shutdown(self) -> None:
+        """The server is stopping: answer what was read, then close with no reset.
+
+        Input that arrives from now on is not handled. Once the replies to
+        what was read are sent, our side half-closes (the peer reads its end
+        of stream) and input is read and dropped until the peer closes too:
+        a socket closed with unread input makes the kernel send a reset,
+        which can destroy replies the peer has not read yet. TLS connections
+        close with TLS's close_notify instead. The caller bounds the wait
+        (:meth:`abort` after a grace). Input this side holds back
+        (:meth:`hold`, flow control) is handled first, when it is let go.
+        """
+        self._ending |= _SHUTDOWN
+        if not self._closing:
+            self._stop_input()
+
+    def _stop_input(self) -> None:
+        """close_for_shutdown(): close now, unless input held back is still to handle."""
+        if not (self._held or self._held_input):
+            self.close()
 
     def abort(self) -> None:
         """Drop the connection now, unsent replies included."""
@@ -349,7 +415,7 @@ class LineProtocol(asyncio.Protocol):
             transport.max_size = READ_SIZE  # type: ignore[attr-defined]
         self.connected_at = time.monotonic()
         loop = asyncio.get_running_loop()
-        if self.idle_timeout is not None:
+        if self.idle_timeout is not None or self.line_timeout is not None:
             self._last_read = loop.time()
             if self.idle_watch is None:
                 self.idle_watch = watch(self, self.idle_step())
@@ -358,50 +424,109 @@ class LineProtocol(asyncio.Protocol):
         self._in_chunk = True
         try:
             self.connection_started()
+        except Exception as exc:
+            self._callback_failed(exc)
         finally:
             self._end_chunk()
 
     def data_received(self, data: bytes) -> None:
+        """Handle a chunk; a big one (or one while writing is paused) a slice at a time.
+
+        Replies to one chunk leave in one write. A callback that raises is
+        logged once with its traceback and closes this connection only.
+        """
         if self._closing:
             return
         self.bytes_in += len(data)  # the idle timer watches it: no clock read per chunk
         self._in_chunk = True
         try:
-            framer = self.framer
-            if self._pulling:
-                framer.receive(data)
-                self._pull()
+            if len(data) > self._slice or self._held_input is not None:
+                self._receive_slices(data)
             else:
-                try:
-                    lines = framer.feed(data)
-                except LineTooLong as exc:
-                    self._too_long(exc)
-                else:
-                    if lines:
-                        self.lines_in += len(lines)
-                        self.lines_received(lines)
-                        if self._pulling:
-                            self._pull()
-                    if not self._pulling:
-                        framer.commit()  # so this chunk is not kept alive
+                self._handle(data)
+        except Exception as exc:
+            self._callback_failed(exc)
         finally:
             # _end_chunk(), inline: this runs once per chunk received.
             self._in_chunk = False
             out = self._out
-            if out and self.transport is not None:
+            transport = self.transport
+            if out and transport is not None:
                 reply = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
                 self.bytes_out += len(reply)
-                self.transport.write(reply)
-            if self._closing and self.transport is not None:
-                self.transport.close()
+                transport.write(reply)
+            if self._closing:
+                self._close_transport()
+
+    def _handle(self, data: bytes) -> None:
+        """Frame ``data`` and hand its lines out (within a chunk)."""
+        framer = self.framer
+        if self._pulling:
+            framer.receive(data)
+            self._pull()
+            return
+        try:
+            lines = framer.feed(data)
+        except LineTooLong as exc:
+            self._too_long(exc)
+        else:
+            if lines:
+                self.lines_in += len(lines)
+                self.lines_received(lines)
+                if self._pulling:
+                    self._pull()
+            if not self._pulling:
+                framer.commit()  # so this chunk is not kept alive
+
+    def _receive_slices(self, data: bytes) -> None:
+        """A big read, or input held back while writing is paused: a slice at a time.
+
+        Before each slice the replies queued so far are weighed: past
+        ``write_high_water`` they are sent, and if that pauses writing (the
+        peer is not reading them) the rest of the input waits in ``_backlog``
+        until writing resumes. So a peer that never reads costs at most the
+        mark plus one slice's replies, plus the rest of one read.
+        """
+        backlog = self._held_input
+        if backlog:
+            data = backlog + data
+        self._held_input = None
+        step, size, start = self._slice, len(data), 0
+        while start < size and not self._closing:
+            if self._writing_paused or (start and self._replies_over_mark()):
+                self._held_input = data[start:]
+                return
+            self._handle(data[start : start + step])
+            start += step
+
+    def _replies_over_mark(self) -> bool:
+        """May the replies queued be past ``write_high_water``? Send them, say if writing paused.
+
+        Cheap enough to ask often: the queue is weighed only while it is
+        short (a long one is sent). Small writes are not sent one by one: a
+        transport holds each of them with some overhead (uvloop: a request).
+        """
+        transport = self.transport
+        if transport is None:
+            return False
+        out = self._out
+        if (
+            len(out) > 256
+            or sum(map(len, out)) + transport.get_write_buffer_size() > self.write_high_water
+        ):
+            self._flush()  # pauses writing if the peer does not take it
+        return self._writing_paused
 
     def eof_received(self) -> bool:
         """The peer is done sending: handle an unterminated last line, then close."""
-        if self._held:
+        if self._held or self._held_input:
             self._eof_pending = True
-            return True  # finished by release()
-        self._finish_eof()
+            return True  # finished once the input held back is handled
+        try:
+            self._finish_eof()
+        except Exception as exc:
+            self._callback_failed(exc)
         return False  # asyncio closes once every queued reply is sent
 
     def _finish_eof(self) -> None:
@@ -421,14 +546,51 @@ class LineProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self._held_input is None:
+            self._held_input = b""  # input that still comes waits, unhandled, until resumed
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if self.transport is not None and not self.transport.is_closing():
+        if self._held_input is not None:
+            # Not from inside the transport's write callback: on the next turn.
+            asyncio.get_running_loop().call_soon(self._resume_input)
+        elif self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
         self._wake_drainers()
+
+    def _resume_input(self) -> None:
+        """Writing resumed: handle the input held back, then read again."""
+        if self._writing_paused or self._gone or self._held_input is None:
+            return  # paused again meanwhile: the next resume comes back here
+        self._in_chunk = True
+        try:
+            self._receive_slices(b"")
+        except Exception as exc:
+            self._callback_failed(exc)
+        finally:
+            self._end_chunk()
+        if self._held_input is None:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+            self._input_settled()
+
+    def _input_settled(self) -> None:
+        """Input held back was handled: an end of stream or a shutdown waiting for it goes on."""
+        if self._held or self._held_input:
+            return
+        if self._eof_pending:
+            self._eof_pending = False
+            try:
+                self._finish_eof()
+            except Exception as exc:
+                self._callback_failed(exc)
+            if self.transport is not None:
+                self.transport.close()
+        elif self._ending & _SHUTDOWN:
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -439,9 +601,12 @@ class LineProtocol(asyncio.Protocol):
             self.idle_watch.discard(self)
             self.idle_watch = None
         self._out.clear()
+        self._held_input = None
         self._wake_drainers()
         try:
             self.connection_ended(exc)
+        except Exception as error:
+            log.error("connection_ended failed for %s", self.peer, exc_info=error)
         finally:
             if self._closed is not None and not self._closed.done():
                 self._closed.set_result(None)
@@ -501,8 +666,30 @@ class LineProtocol(asyncio.Protocol):
     def _end_chunk(self) -> None:
         self._in_chunk = False
         self._flush()
-        if self._closing and self.transport is not None:
-            self.transport.close()
+        if self._closing:
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        """Close once what is queued is sent; on shutdown, half-close and drain instead."""
+        transport = self.transport
+        if transport is None:
+            return
+        if not self._ending & _SHUTDOWN or not transport.can_write_eof() or self._gone:
+            transport.close()
+        elif not self._ending & _EOF_SENT:
+            self._ending |= _EOF_SENT
+            transport.write_eof()  # sent after the queued replies
+            if not transport.is_closing():
+                transport.resume_reading()  # read (and drop) until the peer's end
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """A callback raised: log it once, with its traceback, and close this connection only."""
+        log.error(
+            "%s failed for %s; closing its connection", type(self).__name__, self.peer, exc_info=exc
+        )
+        if self.close_exception is None:
+            self.close_exception = exc
+        self.close()  # in a chunk, the chunk's end sends what was queued, then closes
 
     def _written(self) -> None:
         if not self.coalesce_writes:
@@ -525,24 +712,75 @@ class LineProtocol(asyncio.Protocol):
 
     def idle_step(self) -> float:
         """How often the idle timer looks: a peer is closed 1 to 1.25 timeouts after."""
-        return max(0.05, (self.idle_timeout or 0.0) / 4)
+        timeouts = [t for t in (self.idle_timeout, self.line_timeout) if t is not None]
+        return max(0.05, min(timeouts, default=0.0) / 4)
 
     def look_idle(self, now: float) -> None:
-        """The idle watch's look (every step): has the peer been silent too long?"""
-        if self._closing or self.idle_timeout is None or self.transport is None:
+        """The idle watch's look (every step): silent too long, a line too slow, a stuck close?"""
+        if self.transport is None or self._gone:
+            return
+        if self._closing:
+            self._look_closing(now)
             return
         if self.bytes_in != self._seen_bytes:  # input came since the last look
             self._seen_bytes = self.bytes_in
             self._last_read = now
-        if now - self._last_read >= self.idle_timeout:
-            if self.idle_watch is not None:
-                self.idle_watch.discard(self)
-                self.idle_watch = None
-            self._in_chunk = True
-            try:
-                self.idle_timeout_expired()
-            finally:
-                self._end_chunk()
+        if self.line_timeout is not None:
+            if not self._line_in_progress():
+                self._lines_seen = -1
+            elif self._lines_seen != self.lines_in:  # a new line since the last look
+                self._lines_seen = self.lines_in
+                self._line_started = now
+            elif now - self._line_started >= self.line_timeout:
+                self._expire(self.line_timeout_expired, now)
+                return
+        if self.idle_timeout is not None and now - self._last_read >= self.idle_timeout:
+            self._expire(self.idle_timeout_expired, now)
+
+    def _line_in_progress(self) -> bool:
+        """Has part of a line (or of a counted read) arrived, for the line deadline?
+
+        Not while this side holds input back (hold(), flow control): then the
+        wait is ours, not the peer's.
+        """
+        return bool(self.framer.buffered) and not self._held and self._held_input is None
+
+    def _expire(self, hook: Callable[[], None], now: float) -> None:
+        """Run a timeout's hook; what it leaves unsent gets one more look to drain."""
+        self._in_chunk = True
+        try:
+            hook()
+        except Exception as exc:
+            self._callback_failed(exc)
+        finally:
+            self._end_chunk()
+        if self._closing and self.transport is not None:
+            self._ending |= _TIMED_OUT
+            self._last_read = now
+            self._unsent_seen = self.transport.get_write_buffer_size()
+
+    def _look_closing(self, now: float) -> None:
+        """A close waiting for the peer to read (or, on shutdown, to close): still moving?
+
+        Unsent replies that shrink are progress. Past the grace without any,
+        the connection is dropped: one look after a timeout's close, the idle
+        timeout (or the line deadline) after any other.
+        """
+        transport = self.transport
+        assert transport is not None
+        unsent = transport.get_write_buffer_size()
+        if self._unsent_seen < 0 or unsent < self._unsent_seen:
+            self._unsent_seen = unsent
+            self._last_read = now
+            return
+        if self._ending & _TIMED_OUT:
+            grace = self.idle_step()
+        else:
+            grace = self.idle_timeout or self.line_timeout or 0.0
+        if now - self._last_read >= grace:
+            if self.close_exception is None:
+                self.close_exception = ConnectionClosed("the peer took none of the replies")
+            self.abort()
 
     def _wake_drainers(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, None

@@ -32,7 +32,7 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .errors import ConnectionClosed, IdleTimeout, LineTooLong, ProtocolError
+from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH
 from .handler_task import WAIT_FOR_INPUT, HandlerTask
 from .protocol import LineProtocol
@@ -215,16 +215,34 @@ class LineStream(LineProtocol):
             self.task.start()
 
     def handler_done(self, exc: BaseException | None, cancelled: bool) -> None:
-        """The handler returned or raised: close its connection, never the server."""
+        """The handler returned or raised: close its connection, never the server.
+
+        What it wrote before it raised is sent before the close; the error is
+        logged once, with its traceback.
+        """
         if isinstance(exc, LineTooLong):
             self.line_too_long(exc)  # the protocol layer's policy: answer, then close
         elif exc is not None and not isinstance(
             exc, ConnectionClosed | ConnectionError | IdleTimeout
         ):
             log.error("handler failed for %s; closing its connection", self.peer, exc_info=exc)
-            self.abort()
-            return
+            if self.close_exception is None:
+                self.close_exception = exc
         self.close()
+
+    def _stop_input(self) -> None:
+        """close_for_shutdown(): the handler reads the lines in hand, then its end of stream."""
+        task = self.task
+        if task is None or task.done():
+            self.close()
+            return
+        self._ended = True  # what is buffered beyond the lines in hand is dropped
+        self._set_reading(False)  # read again (and drop) once the handler has closed
+        self._in_chunk = True
+        try:
+            self._input_changed()
+        finally:
+            self._end_chunk()
 
     # -- input (asyncio.Protocol) ------------------------------------------------
 
@@ -246,6 +264,9 @@ class LineStream(LineProtocol):
             self._frame(data)
         else:
             framer.receive(data)
+        if len(data) > self._slice and framer.buffered > READ_HIGH_WATER:
+            self._reading_paused = True  # a backlog: read on once it is handled
+            self._set_reading(False)
         # Replies the handler writes now leave together, when it waits again.
         self._in_chunk = True
         try:
@@ -257,9 +278,21 @@ class LineStream(LineProtocol):
             else:
                 read.wake()
         finally:
-            self._end_chunk()
+            # _end_chunk(), inline: once per chunk while a handler reads.
+            self._in_chunk = False
+            out = self._out
+            transport = self.transport
+            if out and transport is not None:
+                reply = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self.bytes_out += len(reply)
+                transport.write(reply)
+            if self._closing and transport is not None:
+                transport.close()
 
     def eof_received(self) -> bool:
+        if self._closing:
+            return False  # our side is done too (a close on shutdown waits for this)
         self.eof = True
         self._input_changed()
         return True  # keep our side open: the handler decides when to close
@@ -277,6 +310,36 @@ class LineStream(LineProtocol):
         self._wake_drainers()
         if not self._reading_paused:
             self._set_reading(True)
+        if self._next < len(self._lines):  # a read waits for the lines in hand: next turn
+            asyncio.get_running_loop().call_soon(self._resume_reads)
+
+    def _resume_reads(self) -> None:
+        if self._writing_paused and not self._gone:
+            return
+        self._in_chunk = True
+        try:
+            self._input_changed()
+        finally:
+            self._end_chunk()
+
+    def _replies_fit(self) -> bool:
+        """Every 16 lines handed out of one batch: may the handler read on?
+
+        Not once the replies it queued pass ``write_high_water`` and the peer
+        takes none of them: the read then waits until writing resumes, so a
+        peer that never reads costs at most the mark plus 16 lines' replies.
+        """
+        return self._gone or not self._replies_over_mark()
+
+    def _line_in_progress(self) -> bool:
+        """For the line deadline: part of a line arrived while the handler waits for it."""
+        read = self._read
+        return (
+            bool(self.framer.buffered)
+            and read is not None
+            and read.active
+            and not self._writing_paused
+        )
 
     def _written(self) -> None:
         # With no more input in hand the handler will wait for some next:
@@ -290,7 +353,7 @@ class LineStream(LineProtocol):
         """A read must wait: send the replies queued, and read the peer again."""
         if not self._in_chunk:  # else data_received sends them as it returns
             self._flush()
-        if self._reading_paused:
+        if self._reading_paused and self.framer.buffered <= READ_HIGH_WATER:
             self._reading_paused = False
             if not self._writing_paused:
                 self._set_reading(True)
@@ -308,7 +371,7 @@ class LineStream(LineProtocol):
     def readline(self) -> Awaitable[bytes | None]:
         """The next line, delimiter removed; ``None`` at a clean end of stream."""
         i = self._next
-        if i < len(self._lines):  # the fast path: a line in hand
+        if i < len(self._lines) and (i & 15 or not i or self._replies_fit()):  # a line in hand
             self._next = i + 1
             return _ready(self._lines[i])
         return self._wait(_LINE)
@@ -327,7 +390,7 @@ class LineStream(LineProtocol):
 
     def __anext__(self) -> Awaitable[bytes]:
         i = self._next
-        if i < len(self._lines):
+        if i < len(self._lines) and (i & 15 or not i or self._replies_fit()):
             self._next = i + 1
             return _ready(self._lines[i])
         read = self._read  # _wait(_NEXT), inline: once per line a handler waits for
@@ -371,14 +434,41 @@ class LineStream(LineProtocol):
         Every line handed out before: the new ones replace them. A line over
         the limit is kept in ``_error``, raised once the lines before it were
         read. Returns the new lines.
+
+        A big read (or backlog) is not split all at once: a short line costs
+        some 40 bytes as a bytes object, so at most 256 lines or a slice's
+        worth of bytes come in hand, and the rest stays raw in the framer.
         """
+        framer = self.framer
         try:
-            lines = self.framer.feed(data)
+            if len(data) + framer.buffered > self._slice:
+                lines = self._pull_lines(data)
+            else:
+                lines = framer.feed(data)
         except LineTooLong as exc:
             lines, self._error = exc.lines, exc
         if lines:
             self._lines, self._next = lines, 0
             self.lines_in += len(lines)
+        return lines
+
+    def _pull_lines(self, data: bytes) -> list[bytes]:
+        """Take lines one by one from the buffer, up to 256 or a slice's worth of bytes."""
+        framer = self.framer
+        if data:
+            framer.receive(data)
+        lines: list[bytes] = []
+        size, limit = 0, self._slice
+        while size < limit and len(lines) < 256:
+            try:
+                line = framer.next_line()
+            except LineTooLong as exc:
+                exc.lines = lines
+                raise
+            if line is None:
+                break
+            lines.append(line)
+            size += len(line) + 2
         return lines
 
     def _take(self, want: int) -> tuple[bool, Any]:
@@ -398,6 +488,8 @@ class LineStream(LineProtocol):
             return False, None
         i = self._next
         if i < len(self._lines):
+            if self._writing_paused and not self._gone:
+                return False, None  # the peer reads none of the replies: wait
             self._next = i + 1
             return True, self._lines[i]
         self._lines, self._next = (), 0  # let the last batch go, and its chunk
@@ -407,6 +499,11 @@ class LineStream(LineProtocol):
             raise error
         if not self._ended:
             if not framer.buffered and not finished:
+                return False, None
+            if framer.buffered > self._slice and (self._in_chunk or self._gone):
+                # A backlog, framed a batch per turn of the loop: the other
+                # connections get theirs in between.
+                asyncio.get_running_loop().call_soon(self._resume_reads)
                 return False, None
             if lines := self._frame(b""):
                 self._next = 1
@@ -418,7 +515,7 @@ class LineStream(LineProtocol):
                 return False, None
             self._ended = True
             rest = framer.feed_eof()
-            if rest:
+            if rest and not isinstance(self.close_exception, LineTimeout):  # else a line cut short
                 self.unterminated = True
                 self.lines_in += 1
                 return True, rest[0]
@@ -595,6 +692,7 @@ async def start_server(
     max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
     lenient: bool = False,
     idle_timeout: float | None = None,
+    line_timeout: float | None = None,
     max_connections: int | None = None,
 ) -> StreamServer:
     """Serve ``handler(stream)`` per connection; one handler's failure closes only its own."""
@@ -604,6 +702,7 @@ async def start_server(
         max_line_length=max_line_length,
         lenient=lenient,
         idle_timeout=idle_timeout,
+        line_timeout=line_timeout,
     )
     server = LineServer(factory, max_connections=max_connections)
     if unix is not None:

@@ -1,6 +1,5 @@
-"""Coverage-guided fuzzing of the irc dialect with atheris (not run by pytest).
+"""Coverage-guided fuzzing of the irc dialect with atheris.
 
-    .venv/bin/pip install atheris
     .venv/bin/python tests/fuzz/fuzz_dialect_irc.py -max_total_time=60
 
 See dialect_harness.py for what is checked.
@@ -10,5 +9,9 @@ from __future__ import annotations
 
 import importlib
 
+# dialect_harness.py is beside this script (the corpus replay puts it on the path).
+dialect_harness = importlib.import_module("dialect_harness")
+one_input = dialect_harness.harness("irc")
+
 if __name__ == "__main__":
-    importlib.import_module("dialect_harness").main("irc")  # beside this script
+    dialect_harness.main("irc")

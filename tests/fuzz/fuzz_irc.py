@@ -1,6 +1,5 @@
-"""Coverage-guided fuzzing of the chat's IRC message parser with atheris (not run by pytest).
+"""Coverage-guided fuzzing of the chat's IRC message parser with atheris.
 
-    .venv/bin/pip install atheris
     .venv/bin/python tests/fuzz/fuzz_irc.py -max_total_time=60
 
 Each input is split into lines at LF, as the framer would (and as the Redis
@@ -14,23 +13,18 @@ again gives a line that parses to the same message.
 from __future__ import annotations
 
 import importlib
-import sys
 
-atheris = importlib.import_module("atheris")  # untyped, optional: not a dependency
-importlib.import_module("redis.asyncio")  # imported first: not instrumented (only ours is)
-
-with atheris.instrument_imports():
-    from linechat.services.chat.irc import (
-        MAX_PARAMS,
-        IRCParseError,
-        casefold,
-        fit_text,
-        format_message,
-        parse,
-        valid_channel,
-        valid_nick,
-    )
-    from linechat.services.chat.redis_backplane import FIELDS, decode_event, encode_event
+from linechat.services.chat.irc import (
+    MAX_PARAMS,
+    IRCParseError,
+    casefold,
+    fit_text,
+    format_message,
+    parse,
+    valid_channel,
+    valid_nick,
+)
+from linechat.services.chat.redis_backplane import FIELDS, decode_event, encode_event
 
 
 def check_event(raw: bytes) -> None:
@@ -77,8 +71,8 @@ def one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+    # tests/fuzz/fuzzsupport.py, beside this file; it needs atheris (the fuzz extra).
+    importlib.import_module("fuzzsupport").fuzz(one_input)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
-"""Coverage-guided fuzzing of the smtp-sink's command parser with atheris (not run by pytest).
+"""Coverage-guided fuzzing of the smtp-sink's command parser with atheris.
 
-    .venv/bin/pip install atheris
     .venv/bin/python tests/fuzz/fuzz_smtp_commands.py -max_total_time=60
 
 The first input byte picks a verb to start the line with (so that every run
@@ -14,18 +13,14 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
 
-atheris = importlib.import_module("atheris")  # untyped, optional: not a dependency
-
-with atheris.instrument_imports(enable_loader_override=False):
-    from linechat.services.smtp_sink.commands import (
-        SmtpError,
-        parse_command,
-        parse_helo,
-        parse_mail,
-        parse_rcpt,
-    )
+from linechat.services.smtp_sink.commands import (
+    SmtpError,
+    parse_command,
+    parse_helo,
+    parse_mail,
+    parse_rcpt,
+)
 
 REPLY = re.compile(rb"[245]\d\d [245]\.\d{1,3}\.\d{1,3} [\x20-\x7e]+")
 CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
@@ -70,8 +65,8 @@ def one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+    # tests/fuzz/fuzzsupport.py, beside this file; it needs atheris (the fuzz extra).
+    importlib.import_module("fuzzsupport").fuzz(one_input)
 
 
 if __name__ == "__main__":

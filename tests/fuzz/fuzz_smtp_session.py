@@ -1,6 +1,5 @@
-"""Coverage-guided fuzzing of the smtp-sink's session and DATA reader (not run by pytest).
+"""Coverage-guided fuzzing of the smtp-sink's session and DATA reader.
 
-    .venv/bin/pip install atheris
     .venv/bin/python tests/fuzz/fuzz_smtp_session.py -max_total_time=60
 
 The input describes a client's byte stream: the first byte picks the chunk
@@ -17,21 +16,17 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
 
-atheris = importlib.import_module("atheris")  # untyped, optional: not a dependency
-
-with atheris.instrument_imports(enable_loader_override=False):
-    from linechat.errors import LineTooLong
-    from linechat.framing import LineFramer
-    from linechat.services.smtp_sink.session import (
-        CLOSED,
-        COMMAND,
-        DATA,
-        STARTTLS,
-        Session,
-        SessionConfig,
-    )
+from linechat.errors import LineTooLong
+from linechat.framing import LineFramer
+from linechat.services.smtp_sink.session import (
+    CLOSED,
+    COMMAND,
+    DATA,
+    STARTTLS,
+    Session,
+    SessionConfig,
+)
 
 CONFIG = SessionConfig(
     hostname=b"fuzz.test", max_message_size=300, max_recipients=3, starttls=True, error_limit=50
@@ -132,8 +127,8 @@ def one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+    # tests/fuzz/fuzzsupport.py, beside this file; it needs atheris (the fuzz extra).
+    importlib.import_module("fuzzsupport").fuzz(one_input)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
-"""Coverage-guided fuzzing of the WHOIS query rules with atheris (not run by pytest).
+"""Coverage-guided fuzzing of the WHOIS query rules with atheris.
 
-    .venv/bin/pip install atheris
     .venv/bin/python tests/fuzz/fuzz_whois_query.py -max_total_time=60
 
 Any line must give a clean query (short, no control characters, stripped) or
@@ -10,14 +9,10 @@ QueryError, and an answer that is whole CRLF lines.
 from __future__ import annotations
 
 import importlib
-import sys
 import tempfile
 
-atheris = importlib.import_module("atheris")  # untyped, optional: not a dependency
-
-with atheris.instrument_imports():
-    from linechat.services.whois import WhoisDatabase
-    from linechat.services.whois_query import MAX_QUERY_BYTES, QueryError, normalise_query
+from linechat.services.whois import WhoisDatabase
+from linechat.services.whois_query import MAX_QUERY_BYTES, QueryError, normalise_query
 
 _FOLDER = tempfile.TemporaryDirectory()
 with open(f"{_FOLDER.name}/example.com", "w", encoding="utf-8") as _record:
@@ -42,8 +37,8 @@ def one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+    # tests/fuzz/fuzzsupport.py, beside this file; it needs atheris (the fuzz extra).
+    importlib.import_module("fuzzsupport").fuzz(one_input)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ class Resp(Dialect):
         kind = data[0]
         if kind in _LINES and end == len(data) - 1:
             value = Value(kind, data[1 : end - 1])
-        elif kind == _DOLLAR and data[1:2].isdigit():
+        elif kind == _DOLLAR and data[1 : end - 1].isdigit():
             size = int(data[1 : end - 1])
             if len(data) != end + size + 3 or data[-2:] != b"\r\n":
                 return None

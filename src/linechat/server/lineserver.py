@@ -242,7 +242,7 @@ class LineServer:
         self.connections[protocol] = None
         self.served += 1
         protocol.on_closed = self._on_closed
-        if protocol.idle_timeout is not None:
+        if protocol.idle_timeout is not None or protocol.line_timeout is not None:
             step = protocol.idle_step()
             if self._idle_watch is None:
                 loop = asyncio.get_running_loop()
@@ -281,7 +281,12 @@ class LineServer:
             )
 
     async def shutdown(self, grace: float = DEFAULT_GRACE) -> None:
-        """Stop accepting, send what is queued, close everything within ``grace`` s."""
+        """Stop accepting, answer what was read, close everything within ``grace`` s.
+
+        Each connection closes with ``close_for_shutdown()``: no reset for a
+        peer that sent more in the last moment. Those not gone after the
+        grace are dropped.
+        """
         for acceptor in self._acceptors:
             acceptor.close()
         for task in list(self._tasks):
@@ -294,7 +299,7 @@ class LineServer:
         pending = list(self.connections)
         handlers = [t for p in pending if (t := getattr(p, "task", None)) and not t.done()]
         for protocol in pending:
-            protocol.close()
+            protocol.close_for_shutdown()
         waiting = [p.closed for p in pending if not p.closed.done()]
         if waiting:
             _, late = await asyncio.wait(waiting, timeout=grace)

@@ -1,0 +1,221 @@
+"""The per-chunk cost of a server's Python side, without sockets.
+
+Drives ``data_received`` of linechat's echo service (protocol layer and stream
+layer, configured as ``linechat serve`` configures them: lenient framing, the
+64 KiB line limit, the 300 s idle timeout, flow-control limits set) and of the
+bare split-once/write-once protocol of ``bench/echo/servers/bare_server.py``
+with the chunks an echo server gets at 1 line per chunk (the ``x1`` scenarios)
+and at 16 lines per chunk (``x16``). The transport is a stand-in whose
+``write`` is a C no-op, so what is measured is exactly the Python work a
+server does per chunk on top of the event loop's and the kernel's.
+
+Two measures:
+
+* ``--mode time`` (default): CPU ns per chunk, the implementations alternated
+  in one process, median of ``--runs``.
+* ``--mode callgrind``: instructions per chunk, exact and unaffected by load:
+  each implementation runs under ``valgrind --tool=callgrind`` at two chunk
+  counts; the difference of the totals over the difference of the counts.
+
+    .venv/bin/python bench/hotpath.py --runs 7
+    .venv/bin/python bench/hotpath.py --mode callgrind
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import gc
+import importlib
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "echo" / "servers"))
+
+from linechat.services.echo import FRAMING, EchoProtocol, echo_handler  # noqa: E402
+from linechat.stream import LineStream  # noqa: E402
+
+# bench/echo/servers is a folder of scripts, not a package.
+BareEcho: Any = importlib.import_module("bare_server").BareEcho
+
+IMPLS = ("bare", "protocol", "stream")
+SHAPES = {"x1": 1, "x16": 16}
+T = TypeVar("T")
+LINE = b"x" * 30  # 32 bytes with CRLF, as the echo benchmark sends
+
+
+class NullTransport:
+    """What a protocol calls on its transport; ``write`` drops the bytes in C."""
+
+    def __init__(self) -> None:
+        self.write: Callable[[bytes], None] = collections.deque[bytes](maxlen=0).append
+        self.max_size = 256 * 1024
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def make(impl: str) -> Any:
+    """A connected protocol of ``impl``, as ``linechat serve`` builds it (defaults)."""
+    options: dict[str, Any] = {**FRAMING, "idle_timeout": 300.0}
+    if impl == "bare":
+        proto: Any = BareEcho()
+    elif impl == "protocol":
+        proto = EchoProtocol(**options)
+    else:
+        proto = LineStream(echo_handler, **options)
+    proto.connection_made(NullTransport())
+    return proto
+
+
+def driver(impl: str, lines_per_chunk: int) -> Callable[[int], None]:
+    chunk = (LINE + b"\r\n") * lines_per_chunk
+    proto = make(impl)
+
+    def run(n: int) -> None:
+        receive = proto.data_received
+        for _ in range(n):
+            receive(chunk)
+
+    return run
+
+
+def in_loop(fn: Callable[[], T]) -> T:
+    """Run ``fn`` as a loop callback, outside any task, as a loop runs data_received.
+
+    (A stream's handler is resumed inside data_received only when no other
+    task is running.) A few loop turns first let stream handlers start.
+    """
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def call() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the caller
+            future.set_exception(exc)
+
+    loop.call_soon(call)
+    return loop.run_until_complete(future)
+
+
+def settle() -> None:
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0))
+
+
+def time_all(runs: int, chunks: int) -> dict[tuple[str, str], float]:
+    """CPU ns per chunk, median of ``runs``, implementations alternated."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    drivers = in_loop(lambda: {(i, s): driver(i, n) for i in IMPLS for s, n in SHAPES.items()})
+    settle()
+
+    def measure() -> dict[tuple[str, str], float]:
+        samples: dict[tuple[str, str], list[float]] = {k: [] for k in drivers}
+        for run in drivers.values():
+            run(chunks // 10)  # warm-up
+        gc.disable()
+        for _ in range(runs):
+            for key, run in drivers.items():
+                t0 = time.process_time_ns()
+                run(chunks)
+                samples[key].append((time.process_time_ns() - t0) / chunks)
+        gc.enable()
+        return {k: statistics.median(v) for k, v in samples.items()}
+
+    return in_loop(measure)
+
+
+def child(impl: str, shape: str, chunks: int) -> None:
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    run = in_loop(lambda: driver(impl, SHAPES[shape]))
+    settle()
+    in_loop(lambda: run(chunks))
+
+
+COLLECTED = re.compile(rb"Collected : (\d+)")
+
+
+def callgrind(impl: str, shape: str, low: int, high: int) -> float:
+    totals = []
+    for n in (low, high):
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--child",
+                impl,
+                shape,
+                str(n),
+            ],
+            capture_output=True,
+            check=True,
+        )
+        match = COLLECTED.search(out.stderr)
+        if match is None:
+            raise SystemExit(f"no instruction count from callgrind: {out.stderr[-500:]!r}")
+        totals.append(int(match.group(1)))
+    return (totals[1] - totals[0]) / (high - low)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["time", "callgrind"], default="time")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--chunks", type=int, default=200_000)
+    parser.add_argument("--only", help="comma-separated implementations: " + ",".join(IMPLS))
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]))
+        return 0
+    impls = args.only.split(",") if args.only else list(IMPLS)
+    if args.mode == "callgrind":
+        print("| implementation | instructions/chunk, 1 line | 16 lines |")
+        print("|---|--:|--:|")
+        for impl in impls:
+            figures = [callgrind(impl, shape, 500, 3_000) for shape in SHAPES]
+            print(f"| {impl} | {figures[0]:,.0f} | {figures[1]:,.0f} |")
+        return 0
+    result = time_all(args.runs, args.chunks)
+    print(f"CPU ns per chunk, median of {args.runs} runs of {args.chunks:,} chunks, alternated")
+    print("| implementation | 1 line/chunk | vs bare | 16 lines/chunk | vs bare |")
+    print("|---|--:|--:|--:|--:|")
+    for impl in impls:
+        cells = []
+        for shape in SHAPES:
+            ns = result[impl, shape]
+            cells.append(f"{ns:,.0f} | {result['bare', shape] / ns:.2f}x")
+        print(f"| {impl} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
