@@ -384,3 +384,12 @@ def test_run_rejects_unknown_keywords() -> None:
 
     with pytest.raises(linechat.ConfigError, match="unknown option 'max_conections'"):
         linechat.run("echo", max_conections=5)
+
+
+def test_run_is_the_function_whatever_was_imported_first() -> None:
+    import linechat
+    import linechat.server
+    import linechat.server.runner  # a submodule named like the function would shadow it
+
+    assert callable(linechat.server.run) and callable(linechat.run)
+    assert linechat.run is linechat.server.runner.run

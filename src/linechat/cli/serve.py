@@ -31,7 +31,7 @@ from ..server.config import (
 )
 from ..server.lineserver import DEFAULT_GRACE
 from ..server.load import Loaded, available_services, load
-from ..server.run import run_config
+from ..server.runner import run_config
 from ..server.workers import cpu_count
 from ..service import Service
 

@@ -13,7 +13,7 @@ import pickle
 import sys
 
 from ..server.config import Config
-from ..server.run import run_config
+from ..server.runner import run_config
 from .serve import announce, report_errors, setup_logging
 
 

@@ -16,7 +16,7 @@ from .lineserver import DEFAULT_GRACE, LineServer, ProxyPolicy, format_address, 
 
 if TYPE_CHECKING:
     from .config import Config
-    from .run import Server, run, serve
+    from .runner import Server, run, serve
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 # Imported on first use: the stream layer imports this package for LineServer.
-_LAZY = {"Config": "config", "Server": "run", "run": "run", "serve": "run"}
+_LAZY = {"Config": "config", "Server": "runner", "run": "runner", "serve": "runner"}
 
 
 def __getattr__(name: str) -> Any:

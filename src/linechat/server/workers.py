@@ -29,7 +29,7 @@ from ..errors import ConfigError, StartupError
 if TYPE_CHECKING:
     from .config import Config
     from .load import Loaded
-    from .run import ReadyHook
+    from .runner import ReadyHook
 
 __all__ = ["Supervisor", "cpu_count", "reserve_port", "supervise"]
 
@@ -195,7 +195,7 @@ class Supervisor:
 def supervise(config: Config, loaded: Loaded, on_ready: ReadyHook | None = None) -> int:
     """Check everything once here, then run the workers (or the reloader)."""
     from .config import service_options
-    from .run import Server, loop_factory
+    from .runner import Server, loop_factory
 
     context = Server(config, loaded).context()  # a bad certificate is reported once, here
     loop_factory(config.loop)  # so is a missing uvloop
