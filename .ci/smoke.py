@@ -48,9 +48,16 @@ def main() -> int:
     )
     try:
         assert server.stderr is not None
-        announce = server.stderr.readline()
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", announce)
-        check(match is not None, f"no announcement: {announce!r}")
+        # The start-up log (the effective settings) comes first; then the address.
+        seen: list[str] = []
+        match: re.Match[str] | None = None
+        while match is None and len(seen) < 20:
+            announce = server.stderr.readline()
+            if not announce:
+                break
+            seen.append(announce)
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", announce)
+        check(match is not None, f"no announcement: {''.join(seen)!r}")
         assert match is not None
         client = subprocess.run(
             [BIN / "linechat", "connect", "127.0.0.1", match.group(1), "--loop", loop],

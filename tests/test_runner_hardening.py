@@ -89,17 +89,25 @@ def test_tls_connect_and_close_keeps_no_slot(
             sock.close()
     assert served_within(served, cert) == b"You sent: tls\r\n"
     served.wait_log(r"closed after .*\(0 open\)")
-    # All three slots are free: three clients at once are served.
+    # All three slots come free: three clients at once are served. (On a loaded
+    # machine the server may still be settling a failed handshake: try again
+    # for a while; a slot kept for good fails every try.)
     context = ssl.create_default_context(cafile=str(cert))
-    raws = [socket.create_connection((served.host, served.port), timeout=10) for _ in range(3)]
-    try:
-        clients = [context.wrap_socket(raw, server_hostname="localhost") for raw in raws]
-        for client in clients:
-            client.sendall(b"x\r\n")
-            assert client.recv(100) == b"You sent: x\r\n"
-    finally:
-        for raw in raws:
-            raw.close()
+    deadline = time.monotonic() + 15
+    while True:
+        raws = [socket.create_connection((served.host, served.port), timeout=10) for _ in range(3)]
+        try:
+            clients = [context.wrap_socket(raw, server_hostname="localhost") for raw in raws]
+            for client in clients:
+                client.sendall(b"x\r\n")
+            answers = [client.recv(100) for client in clients]
+        finally:
+            for raw in raws:
+                raw.close()
+        if answers == [b"You sent: x\r\n"] * 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answers == [b"You sent: x\r\n"] * 3
     assert "did not finish" not in served.log()
 
 
