@@ -79,7 +79,7 @@ def wheel(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def fuzz(session: nox.Session) -> None:
     """Every tests/fuzz/fuzz_*.py harness for a short budget (FUZZ_SECONDS, default 25)."""
-    session.install("-e", ".[fuzz]")
+    session.install("-e", ".[fuzz,chat-redis]")  # the IRC harness decodes Redis events too
     seconds = os.environ.get("FUZZ_SECONDS", "25")
     session.run("python", "tests/fuzz/run.py", "--seconds", seconds, *session.posargs)
 
