@@ -72,6 +72,25 @@ def free_port(host: str = HOST) -> int:
         return port
 
 
+def wait_ready(
+    probe: Callable[[], object],
+    process: subprocess.Popen[Any] | None = None,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+) -> None:
+    """Retry ``probe`` until it raises no OSError; BenchError if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BenchError(f"{process.args!r} exited with status {process.returncode}")
+        try:
+            probe()
+            return
+        except OSError:
+            time.sleep(interval)
+    raise BenchError(f"the server was not ready within {timeout:.0f} s")
+
+
 def wait_port(
     port: int,
     process: subprocess.Popen[Any] | None = None,
@@ -79,16 +98,9 @@ def wait_port(
     host: str = HOST,
 ) -> None:
     """Return once ``port`` accepts a connection; BenchError if ``process`` exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise BenchError(f"{process.args!r} exited with status {process.returncode}")
-        try:
-            socket.create_connection((host, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise BenchError(f"port {port} did not accept within {timeout:.0f} s")
+    wait_ready(
+        lambda: socket.create_connection((host, port), timeout=0.5).close(), process, timeout
+    )
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> bool:
@@ -266,8 +278,8 @@ class Window:
         return self.t1 - self.t0
 
 
-def run_measured(argv: list[str], pid: int, mode: str, bound: float) -> Window:
-    """Run a load generator; sample ``pid``'s CPU (and the machine's) at its window's edges.
+def run_measured(argv: list[str], cpu: Callable[[], float], mode: str, bound: float) -> Window:
+    """Run a load generator; sample server CPU (``cpu()``) and the machine's at its window's edges.
 
     The generator prints ``{"event": "measure_start"}`` and ``{"event":
     "measure_end"}`` around the measured window, and one result line with
@@ -287,10 +299,10 @@ def run_measured(argv: list[str], pid: int, mode: str, bound: float) -> Window:
                 continue
             event = msg.get("event")
             if event == "measure_start":
-                win.cpu0, win.t0 = cpu_seconds(pid), time.monotonic()
+                win.cpu0, win.t0 = cpu(), time.monotonic()
                 win.busy0 = machine_busy_seconds()
             elif event == "measure_end":
-                win.cpu1, win.t1 = cpu_seconds(pid), time.monotonic()
+                win.cpu1, win.t1 = cpu(), time.monotonic()
                 win.busy1 = machine_busy_seconds()
             elif msg.get("mode") == mode:
                 win.result = msg

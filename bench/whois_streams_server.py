@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from benchlib import run_loop
+
 RECORDS: dict[str, bytes] = {}
 
 
@@ -47,14 +49,7 @@ def main() -> None:
     for path in args.data.iterdir():
         text = path.read_text(encoding="utf-8")
         RECORDS[path.name.casefold()] = ("\r\n".join(text.splitlines()) + "\r\n").encode()
-    with contextlib.suppress(KeyboardInterrupt):
-        if args.loop == "uvloop":
-            import uvloop
-
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(serve(args.port))
-        else:
-            asyncio.run(serve(args.port))
+    run_loop(lambda: serve(args.port), args.loop)
 
 
 if __name__ == "__main__":

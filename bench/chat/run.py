@@ -58,6 +58,7 @@ from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share
     build_with_make,
     check_choices,
     cpu_model,
+    cpu_seconds,
     free_port,
     log,
     raise_nofile,
@@ -326,7 +327,7 @@ def run_fanout(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> di
         *srv.server.loadgen_args,
     )
     bound = 60 + opts.warmup + opts.duration + 10 + 15
-    win = run_measured(argv, srv.pid, "fanout", bound)
+    win = run_measured(argv, lambda: cpu_seconds(srv.pid), "fanout", bound)
     result, code, stderr = win.result, win.code, win.stderr
     if result is None or code not in (0, 1):
         raise BenchError(f"loadgen exit status {code}: {stderr[-1500:]}{srv.exit_note()}")
