@@ -11,13 +11,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from .conftest import Served, linechat_command, read_all
+from .helpers import free_port, wait_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -298,12 +298,6 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr.decode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_from_python(tmp_path: Path, app_dir: Path) -> None:
     """``linechat.serve()`` in a program that owns its loop; cancelling it shuts down."""
     port = free_port()
@@ -359,15 +353,8 @@ def test_run_from_python_until_sigterm(tmp_path: Path, app_dir: Path) -> None:
     )
     process = subprocess.Popen([sys.executable, str(program)], stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "linechat.run() never listened"
-                time.sleep(0.05)
-        with sock:
+        wait_port(port, process, timeout=15)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(b"x\r\nQUIT\r\n")
             assert read_all(sock) == b"py: x\r\npy: QUIT\r\n"
         process.send_signal(signal.SIGTERM)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import STARTED, Served, linechat_command, read_all, require_tool
-from .test_runner import USER_MODULE, free_port
+from .helpers import free_port, stop_process, wait_log
+from .test_runner import USER_MODULE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -131,23 +132,13 @@ def activated(*args: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def wait_for(log: Path, pattern: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if re.search(pattern, text):
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{pattern!r} not in:\n{log.read_text(errors='replace')}")
-
-
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_systemd_socket_activation(app_dir: Path, tmp_path: Path, workers: str | None) -> None:
     log = tmp_path / "activate.log"
     extra = ["--workers", workers] if workers else []
     process, port = activated("userapp:Upper", "--app-dir", str(app_dir), *extra, log=log)
     try:
-        wait_for(log, "Listening on")
+        wait_log(log, "Listening on", 20)
         import socket
 
         # systemd-socket-activate starts linechat at the first connection.
@@ -155,12 +146,11 @@ def test_systemd_socket_activation(app_dir: Path, tmp_path: Path, workers: str |
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(b"act %d\r\nQUIT\r\n" % i)
                 assert read_all(sock) == b"READY 127.0.0.1\r\nACT %d\r\n" % i
-        wait_for(log, f"listening on 127.0.0.1:{port}")
+        wait_log(log, f"listening on 127.0.0.1:{port}", 20)
         if workers:
-            assert "(2 workers)" in wait_for(log, r"\(2 workers\)")
+            assert "(2 workers)" in wait_log(log, r"\(2 workers\)", 20)
     finally:
-        process.terminate()
-        assert process.wait(20) == 0
+        assert stop_process(process, timeout=20) == 0
 
 
 def test_fd_flag(app_dir: Path, tmp_path: Path) -> None:
@@ -180,15 +170,14 @@ def test_fd_flag(app_dir: Path, tmp_path: Path) -> None:
             pass_fds=(fd,),
         )
     try:
-        wait_for(log, "listening on")
+        wait_log(log, "listening on", 20)
         port = listener.getsockname()[1]
         listener.close()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"FD\r\nQUIT\r\n")
             assert read_all(sock) == b"READY\r\nfd\r\n"
     finally:
-        process.terminate()
-        process.wait(20)
+        stop_process(process, timeout=20)
 
 
 def test_fd_that_is_not_a_listening_socket(tmp_path: Path) -> None:
@@ -325,7 +314,7 @@ def test_entry_point_service(tmp_path: Path) -> None:
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )
     try:
-        text = wait_for(log, "listening on")
+        text = wait_log(log, "listening on", 20)
         match = STARTED.search(text.encode())
         assert match is not None
         import socket
@@ -335,5 +324,4 @@ def test_entry_point_service(tmp_path: Path) -> None:
             assert read_all(sock) == b"HELLO!\r\n"
         assert "shout service (protocol layer)" in text
     finally:
-        process.terminate()
-        process.wait(20)
+        stop_process(process, timeout=20)
