@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from .helpers import IN_CI as IN_CI
 from .helpers import STARTED as STARTED
+from .helpers import linechat_command as linechat_command
 from .helpers import require_tool as require_tool
 from .helpers import stop_process, wait_log, wait_started
 from .peers import real_memcached, real_redis
@@ -62,9 +62,11 @@ class Served:
     def wait_log(self, pattern: str, timeout: float = 10.0) -> str:
         return wait_log(self.log_path, pattern, timeout)
 
-
-def linechat_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "linechat", *args]
+    def talk(self, send: bytes) -> bytes:
+        """Send ``send`` on a new connection; everything until the server closes it."""
+        with self.connect() as sock:
+            sock.sendall(send)
+            return read_all(sock)
 
 
 @pytest.fixture

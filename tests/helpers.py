@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,28 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def linechat_command(*args: str) -> list[str]:
+    """argv for ``linechat ARGS`` with the test's Python."""
+    return [sys.executable, "-m", "linechat", *args]
+
+
+def run_serve(
+    *args: str, cwd: Path | None = None, timeout: float = 30.0
+) -> subprocess.CompletedProcess[bytes]:
+    """``linechat serve ARGS`` run to its end (for the ones that exit at once)."""
+    return subprocess.run(
+        linechat_command("serve", *args), capture_output=True, timeout=timeout, cwd=cwd
+    )
+
+
+def serve_usage_error(*args: str, cwd: Path | None = None, timeout: float = 30.0) -> str:
+    """What ``linechat serve ARGS`` says on stderr, checking that it exits 2 (a usage error)."""
+    result = run_serve(*args, cwd=cwd, timeout=timeout)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    return err
 
 
 def free_port(host: str = HOST) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import IRC
-from tests.conftest import Served, linechat_command
-from tests.helpers import free_port
+from tests.conftest import Served
+from tests.helpers import free_port, serve_usage_error
 from tests.peers import RedisServer
 
 Connect = Callable[..., IRC]
@@ -168,33 +167,19 @@ def test_workers_share_rooms_through_redis(
 
 
 def test_workers_without_redis_are_refused(tmp_path: Path) -> None:
-    result = subprocess.run(
-        linechat_command("serve", "chat", "--workers", "2", "--host", "127.0.0.1", "--port", "0"),
-        capture_output=True,
-        timeout=60,
+    err = serve_usage_error(
+        "chat", "--workers", "2", "--host", "127.0.0.1", "--port", "0", timeout=60
     )
-    assert result.returncode == 2
-    assert b"chat with --workers needs --redis URL" in result.stderr
+    assert "chat with --workers needs --redis URL" in err
 
 
 def test_an_unreachable_redis_is_a_clear_error() -> None:
     port = free_port()
-    result = subprocess.run(
-        linechat_command(
-            "serve",
-            "chat",
-            "--redis",
-            f"redis://127.0.0.1:{port}/0",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ),
-        capture_output=True,
-        timeout=60,
+    url = f"redis://127.0.0.1:{port}/0"
+    err = serve_usage_error(
+        "chat", "--redis", url, "--host", "127.0.0.1", "--port", "0", timeout=60
     )
-    assert result.returncode == 2
-    assert f"--redis redis://127.0.0.1:{port}/0: cannot use it".encode() in result.stderr
+    assert f"--redis {url}: cannot use it" in err
 
 
 def test_a_nick_taken_on_two_servers_during_an_outage_is_logged(
