@@ -390,6 +390,16 @@ def check_choices(
                 parser.error(f"unknown --{attr}: {', '.join(unknown)} (known: {', '.join(names)})")
 
 
+async def serve_streams(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]],
+    port: int,
+) -> None:
+    """``asyncio.start_server(handle)`` on 127.0.0.1:PORT (backlog 4096), served forever."""
+    server = await asyncio.start_server(handle, HOST, port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
 def run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
     """Run ``main()`` on asyncio's loop or uvloop until it ends or Ctrl-C."""
     with contextlib.suppress(KeyboardInterrupt):
