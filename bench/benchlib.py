@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -375,6 +375,99 @@ def cell_value(c: Cell | None, key: str, digits: int = 0, scale: float = 1.0) ->
     v = c.median(key)
     text = fmt(v / scale if v is not None else None, digits)
     return text + (f" ({len(c.errors)} failed)" if c.errors else "")
+
+
+class Named(Protocol):
+    """A server or a scenario of a benchmark: something with a name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+ServerT = TypeVar("ServerT", bound=Named)
+ScenarioT = TypeVar("ScenarioT", bound=Named)
+ProcessT = TypeVar("ProcessT", bound=ServerProcess)
+
+
+def fresh_server_run(
+    start: Callable[[], ProcessT],
+    measure: Callable[[ProcessT], dict[str, float]],
+    cell: Cell,
+    label: str,
+) -> str | None:
+    """One run on a fresh server, stopped after it: its figures go to ``cell.results``.
+
+    A failed measurement goes to ``cell.errors``; a server that does not start
+    or accept returns the reason (the caller skips that server from then on).
+    """
+    try:
+        srv = start()
+    except BenchError as exc:
+        return str(exc)
+    try:
+        try:
+            srv.wait_ready()
+        except BenchError as exc:
+            return f"`{srv.command}` {exc}"
+        try:
+            result = measure(srv)
+        except BenchError as exc:
+            cell.errors.append(str(exc).replace("\n", " "))
+            log(f"FAIL {label}: {exc}")
+            return None
+    finally:
+        srv.stop()
+    cell.results.append(result)
+    return None
+
+
+def alternate(
+    servers: list[ServerT],
+    scenarios: list[ScenarioT],
+    runs: int,
+    skipped: dict[str, str],
+    one_run: Callable[[ServerT, ScenarioT, Cell, str], str | None],
+) -> tuple[dict[tuple[str, str], Cell], list[dict[str, Any]]]:
+    """Every (server, scenario) cell ``runs`` times, interleaved: run 1 of every server, then 2...
+
+    A change in the machine's load over the minutes of a benchmark so hits
+    every server alike. ``one_run(server, scenario, cell, label)`` returns a
+    reason when the server cannot run: it goes to ``skipped`` and the server
+    is left out from then on. Returns the cells and every run's figures.
+    """
+    cells: dict[tuple[str, str], Cell] = {}
+    raw: list[dict[str, Any]] = []
+    for run in range(runs):
+        for sc in scenarios:
+            for server in servers:
+                if server.name in skipped:
+                    continue
+                c = cells.setdefault((server.name, sc.name), Cell())
+                label = f"{server.name} / {sc.name} / run {run + 1}/{runs}"
+                before = len(c.results)
+                reason = one_run(server, sc, c, label)
+                if reason is not None:
+                    skipped[server.name] = reason
+                    log(f"SKIP {server.name}: {reason}")
+                elif len(c.results) > before:
+                    raw.append({"server": server.name, "scenario": sc.name, **c.results[-1]})
+    return cells, raw
+
+
+def publish(
+    text: str,
+    cells: dict[tuple[str, str], Cell],
+    raw: list[dict[str, Any]],
+    markdown: Path | None,
+    json_path: Path | None,
+) -> int:
+    """Print the report (and write it, and the raw figures, where asked); 1 if a run failed."""
+    print(text)
+    if markdown:
+        markdown.write_text(text)
+    if json_path:
+        json_path.write_text(json.dumps(raw, indent=1) + "\n")
+    return 1 if any(c.errors for c in cells.values()) else 0
 
 
 def check_choices(

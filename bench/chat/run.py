@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import pwd
@@ -55,12 +54,15 @@ from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share
     BenchError,
     Cell,
     ServerProcess,
+    alternate,
     build_with_make,
     check_choices,
     cpu_model,
     cpu_seconds,
     free_port,
+    fresh_server_run,
     log,
+    publish,
     raise_nofile,
     run_idle_hold,
     run_measured,
@@ -384,24 +386,16 @@ def run_cell(
     server: Server, sc: Scenario, cell: Cell, opts: argparse.Namespace, workdir: Path, label: str
 ) -> str | None:
     """One run on a fresh server; a reason if the server will not start."""
-    try:
-        srv = RunningServer(server, opts.server_cpu, workdir)
-    except BenchError as exc:
-        return str(exc)
-    try:
-        try:
-            srv.wait_ready()
-        except BenchError as exc:
-            return f"`{srv.command}` {exc}"
-        try:
-            result = run_idle(srv, sc, opts) if sc.idle else run_fanout(srv, sc, opts)
-        except BenchError as exc:
-            cell.errors.append(str(exc).replace("\n", " "))
-            log(f"FAIL {label}: {exc}")
-            return None
-    finally:
-        srv.stop()
-    cell.results.append(result)
+    before = len(cell.results)
+    reason = fresh_server_run(
+        lambda: RunningServer(server, opts.server_cpu, workdir),
+        lambda srv: run_idle(srv, sc, opts) if sc.idle else run_fanout(srv, sc, opts),
+        cell,
+        label,
+    )
+    if reason is not None or len(cell.results) == before:
+        return reason
+    result = cell.results[-1]
     if sc.idle:
         log(f"{label}: {result['kib_per_client']:.2f} KiB/client")
     else:
@@ -589,31 +583,17 @@ def main(argv: list[str] | None = None) -> int:
         if reason:
             skipped[s.name] = reason
             log(f"SKIP {s.name}: {reason}")
-    cells: dict[tuple[str, str], Cell] = {}
-    raw: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
         os.chmod(tmp, 0o755)  # servers run as nobody read their config under it
-        for run in range(opts.runs):
-            for sc in scenarios:
-                for server in servers:
-                    if server.name in skipped:
-                        continue
-                    c = cells.setdefault((server.name, sc.name), Cell())
-                    label = f"{server.name} / {sc.name} / run {run + 1}/{opts.runs}"
-                    before = len(c.results)
-                    reason = run_cell(server, sc, c, opts, Path(tmp), label)
-                    if reason is not None:
-                        skipped[server.name] = reason
-                        log(f"SKIP {server.name}: {reason}")
-                    elif len(c.results) > before:
-                        raw.append({"server": server.name, "scenario": sc.name, **c.results[-1]})
+        cells, raw = alternate(
+            servers,
+            scenarios,
+            opts.runs,
+            skipped,
+            lambda server, sc, c, label: run_cell(server, sc, c, opts, Path(tmp), label),
+        )
     text = report(cells, servers, scenarios, skipped, opts, command)
-    print(text)
-    if opts.markdown:
-        opts.markdown.write_text(text)
-    if opts.json:
-        opts.json.write_text(json.dumps(raw, indent=1) + "\n")
-    return 1 if any(c.errors for c in cells.values()) else 0
+    return publish(text, cells, raw, opts.markdown, opts.json)
 
 
 if __name__ == "__main__":
