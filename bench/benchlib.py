@@ -470,6 +470,19 @@ def publish(
     return 1 if any(c.errors for c in cells.values()) else 0
 
 
+def add_run_arguments(p: argparse.ArgumentParser, duration: float) -> None:
+    """The options every side-by-side driver has: runs, times, selection, CPUs, outputs."""
+    p.add_argument("--runs", type=int, default=3, help="runs per cell (median reported)")
+    p.add_argument("--duration", type=float, default=duration, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
+    p.add_argument("--only", help="comma-separated servers to run")
+    p.add_argument("--scenarios", help="comma-separated scenarios to run")
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--loadgen-cpu", type=int, default=1)
+    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
+    p.add_argument("--json", type=Path, help="write every run's raw figures here")
+
+
 def check_choices(
     parser: argparse.ArgumentParser, opts: argparse.Namespace, **known: list[str]
 ) -> None:

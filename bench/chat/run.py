@@ -54,6 +54,7 @@ from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share
     BenchError,
     Cell,
     ServerProcess,
+    add_run_arguments,
     alternate,
     build_with_make,
     check_choices,
@@ -538,22 +539,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog=f"servers: {', '.join(names)} (default {','.join(DEFAULT_SERVERS)}); "
         f"scenarios: {', '.join(scen)}",
     )
-    p.add_argument("--runs", type=int, default=3, help="runs per cell (median reported)")
-    p.add_argument("--duration", type=float, default=4.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
+    add_run_arguments(p, duration=4.0)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 run, short")
-    p.add_argument("--only", help="comma-separated servers to run")
-    p.add_argument("--scenarios", help="comma-separated scenarios to run")
     p.add_argument("--clients", type=int, default=200, help="clients in the channel")
     p.add_argument("--talkers", type=int, default=4)
     p.add_argument("--size", type=int, default=64, help="bytes of text per PRIVMSG")
     p.add_argument("--window", type=int, default=16, help="lines in flight per talker")
     p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the steady rate")
     p.add_argument("--idle-clients", type=int, default=5000)
-    p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--loadgen-cpu", type=int, default=1)
-    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
-    p.add_argument("--json", type=Path, help="write every run's raw figures here")
     opts = p.parse_args(argv)
     if opts.quick:
         opts.runs = 1
