@@ -16,10 +16,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pexpect
 import pytest
+
+if TYPE_CHECKING:
+    import pexpect
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -178,6 +180,8 @@ def openssl_s_client(openssl: str, cafile: Path, port: int, timeout: float = 15.
 
     The caller expects ``verify return:1`` first and closes it (``close(force=True)``).
     """
+    import pexpect  # only the tests that drive a terminal need it
+
     return pexpect.spawn(
         openssl,
         [
