@@ -54,11 +54,14 @@ bench: $(DEV_STAMP) bench-tools
 # The C load generators and the echo reference server (bench/bin/ is gitignored).
 bench-tools: bench/bin/loadgen bench/bin/cecho bench/bin/chat-loadgen
 
+# The load generators share bench/loadgen_common.h.
+bench/bin/loadgen: bench/loadgen_common.h
+
 bench/bin/%: bench/echo/%.c
 	@mkdir -p bench/bin
 	gcc -O2 -Wall -Wextra -o $@ $<
 
-bench/bin/chat-loadgen: bench/chat/loadgen.c
+bench/bin/chat-loadgen: bench/chat/loadgen.c bench/loadgen_common.h
 	@mkdir -p bench/bin
 	gcc -O2 -Wall -Wextra -o $@ $<
 

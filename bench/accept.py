@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,19 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from benchlib import REPO, cpu_seconds, free_port, stop_process
 
 
 def start(src: Path, loop: str, port: int) -> subprocess.Popen[bytes]:
@@ -75,8 +62,7 @@ def measure(src: Path, loop: str, total: int) -> tuple[float, float]:
         asyncio.run(clients(port, total, 30))
         cpu, wall = cpu_seconds(process.pid) - cpu, time.monotonic() - wall
     finally:
-        process.terminate()
-        process.wait(30)
+        stop_process(process, 30)
     return cpu / total * 1e6, total / wall
 
 

@@ -27,30 +27,15 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-LINECHAT = str(REPO / ".venv" / "bin" / "linechat")
-PYTHON = str(REPO / ".venv" / "bin" / "python")
-STREAMS_SERVER = str(REPO / "bench" / "echo" / "servers" / "streams_server.py")
+from benchlib import BENCH, LINECHAT, PYTHON, free_port, stop_process, vmrss_kib, wait_ready
+
+STREAMS_SERVER = str(BENCH / "echo" / "servers" / "streams_server.py")
 KIB = 1024
 HIGH_WATER = 64 * KIB  # linechat's default write_high_water
 #: The most one read brings: asyncio's transport asks for 64 KiB (linechat's
 #: READ_SIZE), uvloop reads into a 256 KiB buffer of its own.
 ONE_READ = {"asyncio": 64 * KIB, "uvloop": 256 * KIB}
-
-
-def rss_kib(pid: int) -> int:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith("VmRSS:"):
-            return int(row.split()[1])
-    return 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def flood(port: int, stop: threading.Event, sent: list[int]) -> None:
@@ -75,19 +60,6 @@ def probe(port: int) -> float:
     return time.monotonic() - started
 
 
-def wait_ready(port: int, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"server exited {server.returncode}")
-        try:
-            probe(port)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not start")
-
-
 def stuff(sock: socket.socket, block: bytes, seconds: float) -> int:
     """Send until the kernel takes nothing for ``seconds`` (the server stopped reading)."""
     sock.setblocking(False)
@@ -107,10 +79,10 @@ def stuff(sock: socket.socket, block: bytes, seconds: float) -> int:
 
 def steady_rss(pid: int, seconds: float = 1.0, limit: float = 20.0) -> int:
     """RSS once it stopped changing for ``seconds`` (or after ``limit`` s)."""
-    value, since, end = rss_kib(pid), time.monotonic(), time.monotonic() + limit
+    value, since, end = vmrss_kib(pid), time.monotonic(), time.monotonic() + limit
     while time.monotonic() < end and time.monotonic() - since < seconds:
         time.sleep(0.2)
-        now = rss_kib(pid)
+        now = vmrss_kib(pid)
         if now != value:
             value, since = now, time.monotonic()
     return value
@@ -138,7 +110,7 @@ def peers_round(name: str, peers: int) -> tuple[float, float]:
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     socks: list[socket.socket] = []
     try:
-        wait_ready(port, server)
+        wait_ready(lambda: probe(port), server, interval=0.1)
         before = steady_rss(server.pid)
         block = b"x\r\n" * 16384  # the shortest lines: the largest replies per byte read
         sent = 0
@@ -157,13 +129,8 @@ def peers_round(name: str, peers: int) -> tuple[float, float]:
     finally:
         for sock in socks:
             sock.close()
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-            raise SystemExit(f"{name}: the server did not stop within 30 s of SIGTERM") from None
+        if not stop_process(server, 30):
+            raise SystemExit(f"{name}: the server did not stop within 30 s of SIGTERM")
 
 
 def peers_main(peers: int, rounds: int, only: list[str]) -> int:
@@ -208,14 +175,8 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                probe(port)
-                break
-            except OSError:
-                time.sleep(0.1)
-        before = rss_kib(server.pid)
+        wait_ready(lambda: probe(port), server, interval=0.1)
+        before = vmrss_kib(server.pid)
         stop, sent = threading.Event(), [0]
         thread = threading.Thread(target=flood, args=(port, stop, sent), daemon=True)
         thread.start()
@@ -223,13 +184,12 @@ def main() -> int:
         end = time.monotonic() + opts.seconds
         while time.monotonic() < end:
             time.sleep(0.5)
-            peak = max(peak, rss_kib(server.pid))
+            peak = max(peak, vmrss_kib(server.pid))
             probes.append(probe(port))
         stop.set()
         thread.join(5)
     finally:
-        server.terminate()
-        server.wait(15)
+        stop_process(server, 15)
     grown = (peak - before) / 1024
     print(
         f"{opts.layer} layer, {opts.seconds:g} s of flood without reading: server RSS "

@@ -17,37 +17,35 @@ is pinned to CPU 0, the load generator and HAProxy to CPU 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-LINECHAT = str(REPO / ".venv" / "bin" / "linechat")
-LOADGEN = REPO / "bench" / "bin" / "loadgen"
+from benchlib import (
+    BIN,
+    HOST,
+    LINECHAT,
+    REPO,
+    BenchError,
+    cpu_seconds,
+    free_port,
+    log,
+    run_measured,
+    stop_process,
+    wait_port,
+)
+
+LOADGEN = BIN / "loadgen"
 HAPROXY_CFG = REPO / "docs" / "haproxy.cfg"
-HOST = "127.0.0.1"
-TICKS = os.sysconf("SC_CLK_TCK")
 CPU1 = ["taskset", "-c", "1"]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def tree(pid: int) -> list[int]:
@@ -62,28 +60,13 @@ def tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
-
-
-def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never accepted")
+def tree_cpu_seconds(roots: list[int]) -> float:
+    """utime + stime summed over ``roots`` and all their descendants (gone ones count 0)."""
+    total = 0.0
+    for pid in (pid for root in roots for pid in tree(root)):
+        with suppress(FileNotFoundError):
+            total += cpu_seconds(pid)
+    return total
 
 
 @contextmanager
@@ -96,12 +79,7 @@ def started(argv: list[str], port: int, env: dict[str, str] | None = None) -> It
             time.sleep(0.3)  # every worker listening, not just the first
             yield process.pid
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, 15)
 
 
 def load(
@@ -119,26 +97,13 @@ def load(
         *("--port", str(port), "-c", str(conns), "-P", str(pipeline), "-s", "32"),
         *("-d", str(opts.duration), "-w", str(opts.warmup), "--connect-timeout", "30"),
     ]
-    cpu0 = cpu1 = 0.0
-    result: dict[str, Any] = {}
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            pids = [pid for root in server for pid in tree(root)]
-            if message.get("event") == "measure_start":
-                cpu0 = cpu_seconds(pids)
-            elif message.get("event") == "measure_end":
-                cpu1 = cpu_seconds(pids)
-            elif message.get("mode") == "load":
-                result = message
-        if proc.wait(120) != 0 or not result:
-            raise RuntimeError(f"loadgen failed with status {proc.returncode}")
+    bound = 30 + opts.warmup + opts.duration + 120
+    win = run_measured(argv, lambda: tree_cpu_seconds(server), "load", bound)
+    result = win.result
+    if win.code != 0 or not result:
+        raise BenchError(f"loadgen failed with status {win.code}: {win.stderr[-1500:]}")
     round_trips = float(result["round_trips"])
-    cpu = max(cpu1 - cpu0, 1e-9)
+    cpu = max(win.server_cpu_s, 1e-9)
     return {
         "rt_per_s": float(result["round_trips_per_s"]),
         "rt_per_cpu_s": round_trips / cpu,

@@ -47,9 +47,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchlib import cpu_seconds, free_port, stop_process, wait_ready
+
 PYTHON = sys.executable
-TICKS = os.sysconf("SC_CLK_TCK")
 
 AIOSMTPD_UVLOOP = """
 import sys, asyncio, uvloop
@@ -76,17 +76,6 @@ def message(size: int = 10 * 1024) -> bytes:
     while len(body) + 78 <= size:
         body += line + b"\r\n"
     return body + b"x" * (size - len(body) - 2) + b"\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
 @dataclass
@@ -235,19 +224,11 @@ async def drive(
     return accepted, cpu1 - cpu0
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.recv(100)
-                sock.sendall(b"QUIT\r\n")
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not start")
+def greet(port: int) -> None:
+    """Read the greeting and say QUIT: the server is ready (OSError until it is)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.recv(100)
+        sock.sendall(b"QUIT\r\n")
 
 
 def one_run(server: Server, opts: argparse.Namespace, scratch: Path) -> tuple[float, int, float]:
@@ -260,13 +241,12 @@ def one_run(server: Server, opts: argparse.Namespace, scratch: Path) -> tuple[fl
     port = free_port()
     process = server.start(maildir, port)
     try:
-        wait_listening(port, process)
+        wait_ready(lambda: greet(port), process, timeout=20, interval=0.1)
         accepted, cpu = uvloop.run(
             drive(port, process.pid, opts.clients, opts.seconds, opts.pipelining)
         )
     finally:
-        process.terminate()
-        process.wait(10)
+        stop_process(process, 10)
     stored = len(os.listdir(maildir / "new"))
     if stored < accepted:
         raise SystemExit(f"{server.name}: {accepted} accepted but only {stored} stored")

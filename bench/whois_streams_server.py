@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from benchlib import run_loop, serve_streams
+
 RECORDS: dict[str, bytes] = {}
 
 
@@ -32,12 +34,6 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             await writer.wait_closed()
 
 
-async def serve(port: int) -> None:
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
-    async with server:
-        await server.serve_forever()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -47,14 +43,7 @@ def main() -> None:
     for path in args.data.iterdir():
         text = path.read_text(encoding="utf-8")
         RECORDS[path.name.casefold()] = ("\r\n".join(text.splitlines()) + "\r\n").encode()
-    with contextlib.suppress(KeyboardInterrupt):
-        if args.loop == "uvloop":
-            import uvloop
-
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(serve(args.port))
-        else:
-            asyncio.run(serve(args.port))
+    run_loop(lambda: serve_streams(handle, args.port), args.loop)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +14,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-# The machines are small and shared, and CI runs several Python versions at
-# once: generation time says nothing about correctness. Property tests keep
-# their example counts; only the timing checks are off.
-settings.register_profile(
-    "linechat",
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "linechat"))
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from .helpers import IN_CI as IN_CI
+from .helpers import STARTED as STARTED
+from .helpers import linechat_command as linechat_command
+from .helpers import require_tool as require_tool
+from .helpers import stop_process, wait_log, wait_started
+from .peers import real_memcached, real_redis
 
 # Property tests on a slow, shared machine (2 cores, 8 test suites at once): no
 # per-example deadline, and no failing because generating inputs was slow or
@@ -40,18 +32,6 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "linechat"))
-STARTED = re.compile(rb"listening on (?:\[?)([0-9a-f.:]+?)(?:\]?):(\d+)")
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; skip locally when it is missing, fail in CI."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"needs the tool {name!r} (installed by .ci/run)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @dataclass
@@ -77,27 +57,16 @@ class Served:
         return socket.create_connection((self.host, self.port), timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, sig, timeout)
 
     def wait_log(self, pattern: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log()
-            if re.search(pattern, text):
-                return text
-            time.sleep(0.05)
-        raise AssertionError(f"{pattern!r} never appeared in the server log:\n{self.log()}")
+        return wait_log(self.log_path, pattern, timeout)
 
-
-def linechat_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "linechat", *args]
+    def talk(self, send: bytes) -> bytes:
+        """Send ``send`` on a new connection; everything until the server closes it."""
+        with self.connect() as sock:
+            sock.sendall(send)
+            return read_all(sock)
 
 
 @pytest.fixture
@@ -121,21 +90,14 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
             )
         served = Served(process, log_path)
         started.append(served)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = log_path.read_bytes()
-            if "--unix" in argv and b"listening on" in text:
-                served.unix = argv[argv.index("--unix") + 1]
-                return served
-            match = STARTED.search(text)
-            if match:
-                served.host = match.group(1).decode()
-                served.port = int(match.group(2))
-                return served
-            if process.poll() is not None:
-                raise AssertionError(f"linechat serve exited {process.returncode}:\n{text!r}")
-            time.sleep(0.05)
-        raise AssertionError(f"linechat serve did not start:\n{served.log()}")
+        if "--unix" in argv:
+            wait_started(process, log_path, timeout, re.compile(rb"listening on"))
+            served.unix = argv[argv.index("--unix") + 1]
+            return served
+        match = wait_started(process, log_path, timeout)
+        served.host = match.group(1).decode()
+        served.port = int(match.group(2))
+        return served
 
     yield start
     for served in started:
@@ -145,11 +107,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for localhost/127.0.0.1, made with openssl."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        if IN_CI:
-            pytest.fail("needs openssl")
-        pytest.skip("needs the tool 'openssl'")
+    openssl = require_tool("openssl")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
@@ -177,6 +135,20 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
+
+
+@pytest.fixture
+def memcached_port() -> Iterator[int]:
+    """The real memcached on a loopback port for one test."""
+    with real_memcached() as port:
+        yield port
+
+
+@pytest.fixture
+def redis_port(tmp_path: Path) -> Iterator[int]:
+    """A real redis-server (no persistence) on a loopback port for one test."""
+    with real_redis(tmp_path) as port:
+        yield port
 
 
 def read_until(sock: socket.socket, expected: bytes, timeout: float = 10.0) -> bytes:

@@ -1,62 +1,20 @@
-"""Helpers for the memcache example's tests: a real memcached, and the seeded command stream."""
+"""Helpers for the memcache example's tests: the seeded command stream and its exchange.
+
+The real memcached they compare with is ``tests.peers.real_memcached`` (imported
+here too, where the tests have always found it).
+"""
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import socket
-import subprocess
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from .conftest import require_tool
+from .peers import real_memcached as real_memcached
 
 #: What is not the same between two servers by design: their version string.
 VERSION_LINE = re.compile(rb"^VERSION [^\r\n]*\r\n", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
-
-
-@contextmanager
-def real_memcached(*extra: str) -> Iterator[int]:
-    """The real memcached on a loopback port (``-U 0``: no UDP), stopped after."""
-    path = require_tool("memcached")
-    port = free_port()
-    argv = [path, "-U", "0", "-l", "127.0.0.1", "-p", str(port), *extra]
-    if os.geteuid() == 0:
-        argv += ["-u", "root"]  # memcached refuses to run as root without it
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, process)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def exchange(port: int, stream: bytes, timeout: float = 30.0) -> bytes:

@@ -10,10 +10,8 @@ reports a server that drops or reorders lines, or an unread member it dropped.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +19,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import linechat_command, require_tool
+from tests.helpers import start_logged, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 LOADGEN = REPO / "bench" / "bin" / "chat-loadgen"
 PROTO = REPO / "bench" / "chat" / "proto_server.py"
-LISTENING = re.compile(rb"listening on (?:\[?)([0-9a-f.:]+?)(?:\]?):(\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -41,42 +39,19 @@ def loadgen() -> Path:
     return LOADGEN
 
 
-def _start(argv: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        match = LISTENING.search(log.read_bytes())
-        if match:
-            return proc, int(match.group(2))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"{argv} did not start:\n{log.read_text(errors='replace')}")
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Callable[..., int]]:
     """Start a fan-out server (by argv) on a free port; stopped after the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(*argv: str) -> int:
-        proc, port = _start(list(argv), tmp_path / f"server-{len(procs)}.log")
+        proc, port = start_logged(list(argv), tmp_path / f"server-{len(procs)}.log")
         procs.append(proc)
         return port
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def proto(*extra: str) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 from linechat.proxy_protocol import build_v1, build_v2, build_v2_local
 
 from .conftest import Served, read_all, require_tool
+from .helpers import free_port, stop_process, wait_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -125,12 +126,6 @@ def test_proxy_flag_needs_tcp(tmp_path: Path) -> None:
 # -- a real HAProxy in front of two servers ----------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def haproxy(serve: Callable[..., Served], tmp_path: Path) -> Iterator[tuple[int, list[Served]]]:
     """docs/haproxy.cfg as shipped, in front of two `linechat serve --proxy-protocol`."""
@@ -148,22 +143,13 @@ def haproxy(serve: Callable[..., Served], tmp_path: Path) -> Iterator[tuple[int,
         [binary, "-db", "-f", str(DOCS / "haproxy.cfg")], env=env, stdout=log, stderr=log
     )
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", front), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "haproxy.log").read_text()
-                time.sleep(0.1)
+        try:
+            wait_port(front, process, timeout=15)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{(tmp_path / 'haproxy.log').read_text()}") from None
         yield front, backends
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 

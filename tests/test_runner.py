@@ -11,13 +11,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest import Served, linechat_command, read_all
+from .conftest import Served, read_all
+from .helpers import free_port, run_serve, serve_usage_error, wait_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -115,63 +115,51 @@ def app_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def talk(served: Served, send: bytes) -> bytes:
-    with served.connect() as sock:
-        sock.sendall(send)
-        return read_all(sock)
-
-
-def run_serve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        linechat_command("serve", *args), capture_output=True, timeout=30, cwd=cwd
-    )
-
-
 # -- targets that work --------------------------------------------------------------
 
 
 def test_echo_by_name(serve: Callable[..., Served]) -> None:
     served = serve("echo")
-    assert talk(served, b"hi\r\n.\r\n") == b"You sent: hi\r\n"
+    assert served.talk(b"hi\r\n.\r\n") == b"You sent: hi\r\n"
     assert "echo service (protocol layer) listening on" in served.log()
 
 
 def test_echo_by_import_string(serve: Callable[..., Served]) -> None:
     served = serve("linechat.services.echo:EchoProtocol")
-    assert talk(served, b"hi\nthere\r\n.\r\n") == b"You sent: hi\r\nYou sent: there\r\n"
+    assert served.talk(b"hi\nthere\r\n.\r\n") == b"You sent: hi\r\nYou sent: there\r\n"
 
 
 def test_echo_handler_by_import_string_is_the_stream_layer(serve: Callable[..., Served]) -> None:
     served = serve("linechat.services.echo:echo_handler")
     assert "(stream layer)" in served.log()
-    assert talk(served, b"hi\r\n.\r\n") == b"You sent: hi\r\n"
+    assert served.talk(b"hi\r\n.\r\n") == b"You sent: hi\r\n"
 
 
 def test_old_service_spelling(serve: Callable[..., Served]) -> None:
     served = serve("--service", "echo", "--layer", "stream")
     assert "(stream layer)" in served.log()
-    assert talk(served, b"old\r\n.\r\n") == b"You sent: old\r\n"
+    assert served.talk(b"old\r\n.\r\n") == b"You sent: old\r\n"
 
 
 def test_user_protocol_class(serve: Callable[..., Served], app_dir: Path) -> None:
     served = serve("userapp:Upper", "--app-dir", str(app_dir))
-    assert talk(served, b"abc\r\nQUIT\r\n") == b"READY 127.0.0.1\r\nABC\r\n"
+    assert served.talk(b"abc\r\nQUIT\r\n") == b"READY 127.0.0.1\r\nABC\r\n"
     assert "max_line_length=64" in served.log()  # its service_defaults, logged once
 
 
 def test_user_handler_dotted_attribute(serve: Callable[..., Served], app_dir: Path) -> None:
     served = serve("userapp:Holder.Inner.handler", "--app-dir", str(app_dir))
-    assert talk(served, b"ABC\nQUIT\n") == b"READY\r\nabc\r\n"  # lenient, from its defaults
+    assert served.talk(b"ABC\nQUIT\n") == b"READY\r\nabc\r\n"  # lenient, from its defaults
 
 
 def test_user_factory(serve: Callable[..., Served], app_dir: Path) -> None:
     served = serve("userapp:make_upper", "--factory", "--app-dir", str(app_dir))
-    assert talk(served, b"x\r\nQUIT\r\n") == b"READY 127.0.0.1\r\nX\r\n"
+    assert served.talk(b"x\r\nQUIT\r\n") == b"READY 127.0.0.1\r\nX\r\n"
 
 
 def test_flags_override_service_defaults(serve: Callable[..., Served], app_dir: Path) -> None:
     served = serve("userapp:Upper", "--app-dir", str(app_dir), "--max-line-length", "8")
-    reply = talk(served, b"123456789\r\n")
+    reply = served.talk(b"123456789\r\n")
     assert reply.startswith(b"READY") and b"ERROR line too long" in reply
 
 
@@ -179,7 +167,7 @@ def test_service_options_are_flags(serve: Callable[..., Served], app_dir: Path) 
     served = serve(
         "userapp:SERVICE", "--app-dir", str(app_dir), "--prefix", "+ ", "--times", "2", "--log"
     )
-    assert talk(served, b"a\r\nQUIT\r\n") == b"+ a\r\n+ a\r\n+ QUIT\r\n+ QUIT\r\n"
+    assert served.talk(b"a\r\nQUIT\r\n") == b"+ a\r\n+ a\r\n+ QUIT\r\n+ QUIT\r\n"
 
 
 def test_service_help_shows_its_options(app_dir: Path) -> None:
@@ -195,7 +183,7 @@ def test_app_dir_defaults_to_the_current_directory(
 ) -> None:
     monkeypatch.chdir(app_dir)
     served = serve("userapp:Upper")
-    assert talk(served, b"cwd\r\nQUIT\r\n") == b"READY 127.0.0.1\r\nCWD\r\n"
+    assert served.talk(b"cwd\r\nQUIT\r\n") == b"READY 127.0.0.1\r\nCWD\r\n"
 
 
 def test_a_failing_connection_leaves_the_others(
@@ -205,7 +193,7 @@ def test_a_failing_connection_leaves_the_others(
         served = serve(target, "--app-dir", str(app_dir))
         with served.connect() as other:
             other.sendall(b"first\r\n")
-            talk(served, b"BOOM\r\n")  # closed; what it was sent before is the other branch's
+            served.talk(b"BOOM\r\n")  # closed; what it was sent before is the other branch's
             other.sendall(b"second\r\nQUIT\r\n")
             assert read_all(other).count(b"\r\n") == 3
         served.wait_log("boom on purpose")
@@ -236,39 +224,32 @@ def test_list_names_builtin_services() -> None:
     ],
 )
 def test_target_errors(app_dir: Path, target: str, message: str) -> None:
-    result = run_serve(target, "--app-dir", str(app_dir), "--port", "0")
-    err = result.stderr.decode()
-    assert result.returncode == 2, err
+    err = serve_usage_error(target, "--app-dir", str(app_dir), "--port", "0")
     assert message in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
 def test_factory_returning_the_wrong_kind(app_dir: Path) -> None:
-    result = run_serve("userapp:returns_number", "--factory", "--app-dir", str(app_dir))
-    err = result.stderr.decode()
-    assert result.returncode == 2
+    err = serve_usage_error("userapp:returns_number", "--factory", "--app-dir", str(app_dir))
     assert "what userapp:returns_number() returned is a int (42)" in err
     assert "Traceback" not in err
 
 
 def test_service_error_from_check(app_dir: Path) -> None:
-    result = run_serve("userapp:SERVICE", "--app-dir", str(app_dir), "--times", "9")
-    assert result.returncode == 2
-    assert result.stderr.decode().strip() == "linechat serve: --times 9: at most 3"
+    err = serve_usage_error("userapp:SERVICE", "--app-dir", str(app_dir), "--times", "9")
+    assert err.strip() == "linechat serve: --times 9: at most 3"
 
 
 def test_bad_service_option_value(app_dir: Path) -> None:
-    result = run_serve("userapp:SERVICE", "--app-dir", str(app_dir), "--times", "many")
-    assert result.returncode == 2
-    assert "--times" in result.stderr.decode()
-    assert "Traceback" not in result.stderr.decode()
+    err = serve_usage_error("userapp:SERVICE", "--app-dir", str(app_dir), "--times", "many")
+    assert "--times" in err
+    assert "Traceback" not in err
 
 
 def test_unknown_flag_for_a_service(app_dir: Path) -> None:
-    result = run_serve("userapp:Upper", "--app-dir", str(app_dir), "--times", "2")
-    assert result.returncode == 2
-    assert "unrecognized arguments: --times" in result.stderr.decode()
+    err = serve_usage_error("userapp:Upper", "--app-dir", str(app_dir), "--times", "2")
+    assert "unrecognized arguments: --times" in err
 
 
 def test_layer_that_the_target_does_not_offer(app_dir: Path) -> None:
@@ -296,12 +277,6 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         result = run_serve(*args)
         assert result.returncode == 2, args
         assert "Traceback" not in result.stderr.decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_serve_from_python(tmp_path: Path, app_dir: Path) -> None:
@@ -359,15 +334,8 @@ def test_run_from_python_until_sigterm(tmp_path: Path, app_dir: Path) -> None:
     )
     process = subprocess.Popen([sys.executable, str(program)], stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "linechat.run() never listened"
-                time.sleep(0.05)
-        with sock:
+        wait_port(port, process, timeout=15)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(b"x\r\nQUIT\r\n")
             assert read_all(sock) == b"py: x\r\npy: QUIT\r\n"
         process.send_signal(signal.SIGTERM)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import STARTED, Served, linechat_command, read_all, require_tool
-from .test_runner import USER_MODULE, free_port
+from .helpers import free_port, serve_usage_error, stop_process, wait_log
+from .test_runner import USER_MODULE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,12 +26,6 @@ def app_dir(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "userapp.py").write_text(USER_MODULE)
     return folder
-
-
-def talk(served: Served, send: bytes) -> bytes:
-    with served.connect() as sock:
-        sock.sendall(send)
-        return read_all(sock)
 
 
 # -- --config FILE -------------------------------------------------------------------------
@@ -45,7 +40,7 @@ def test_config_file_gives_target_and_options(
         'prefix = "file: "\ntimes = 2\nmax-connections = 5\n'
     )
     served = serve("--config", str(config))
-    assert talk(served, b"QUIT\r\n") == b"file: QUIT\r\nfile: QUIT\r\n"
+    assert served.talk(b"QUIT\r\n") == b"file: QUIT\r\nfile: QUIT\r\n"
     assert "max_connections=5" in served.log()
 
 
@@ -57,7 +52,7 @@ def test_flags_override_the_file(
     served = serve(
         "userapp:SERVICE", "--app-dir", str(app_dir), "--config", str(config), "--times", "1"
     )
-    assert talk(served, b"QUIT\r\n") == b"file: QUIT\r\n"
+    assert served.talk(b"QUIT\r\n") == b"file: QUIT\r\n"
     assert "idle_timeout=30.0" in served.log()
 
 
@@ -76,15 +71,7 @@ def test_flags_override_the_file(
 def test_config_file_errors(app_dir: Path, tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    result = subprocess.run(
-        linechat_command(
-            "serve", "userapp:SERVICE", "--app-dir", str(app_dir), "--config", str(config)
-        ),
-        capture_output=True,
-        timeout=30,
-    )
-    err = result.stderr.decode()
-    assert result.returncode == 2, err
+    err = serve_usage_error("userapp:SERVICE", "--app-dir", str(app_dir), "--config", str(config))
     assert message in err and str(config) in err
     assert "Traceback" not in err
 
@@ -105,13 +92,8 @@ def test_unknown_key_lists_the_services_options(app_dir: Path, tmp_path: Path) -
 
 
 def test_missing_config_file() -> None:
-    result = subprocess.run(
-        linechat_command("serve", "--config", "/nonexistent/linechat.toml"),
-        capture_output=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "cannot read config file /nonexistent/linechat.toml" in result.stderr.decode()
+    err = serve_usage_error("--config", "/nonexistent/linechat.toml")
+    assert "cannot read config file /nonexistent/linechat.toml" in err
 
 
 # -- socket activation ---------------------------------------------------------------------
@@ -131,23 +113,13 @@ def activated(*args: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def wait_for(log: Path, pattern: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if re.search(pattern, text):
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{pattern!r} not in:\n{log.read_text(errors='replace')}")
-
-
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_systemd_socket_activation(app_dir: Path, tmp_path: Path, workers: str | None) -> None:
     log = tmp_path / "activate.log"
     extra = ["--workers", workers] if workers else []
     process, port = activated("userapp:Upper", "--app-dir", str(app_dir), *extra, log=log)
     try:
-        wait_for(log, "Listening on")
+        wait_log(log, "Listening on", 20)
         import socket
 
         # systemd-socket-activate starts linechat at the first connection.
@@ -155,12 +127,11 @@ def test_systemd_socket_activation(app_dir: Path, tmp_path: Path, workers: str |
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(b"act %d\r\nQUIT\r\n" % i)
                 assert read_all(sock) == b"READY 127.0.0.1\r\nACT %d\r\n" % i
-        wait_for(log, f"listening on 127.0.0.1:{port}")
+        wait_log(log, f"listening on 127.0.0.1:{port}", 20)
         if workers:
-            assert "(2 workers)" in wait_for(log, r"\(2 workers\)")
+            assert "(2 workers)" in wait_log(log, r"\(2 workers\)", 20)
     finally:
-        process.terminate()
-        assert process.wait(20) == 0
+        assert stop_process(process, timeout=20) == 0
 
 
 def test_fd_flag(app_dir: Path, tmp_path: Path) -> None:
@@ -180,15 +151,14 @@ def test_fd_flag(app_dir: Path, tmp_path: Path) -> None:
             pass_fds=(fd,),
         )
     try:
-        wait_for(log, "listening on")
+        wait_log(log, "listening on", 20)
         port = listener.getsockname()[1]
         listener.close()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"FD\r\nQUIT\r\n")
             assert read_all(sock) == b"READY\r\nfd\r\n"
     finally:
-        process.terminate()
-        process.wait(20)
+        stop_process(process, timeout=20)
 
 
 def test_fd_that_is_not_a_listening_socket(tmp_path: Path) -> None:
@@ -219,13 +189,13 @@ def test_reload_picks_up_an_edit(serve: Callable[..., Served], tmp_path: Path) -
         "        self.close()\n"
     )
     served = serve("greeter:Greeter", "--app-dir", str(app), "--reload")
-    assert talk(served, b"") == b"version 1\r\n"
+    assert served.talk(b"") == b"version 1\r\n"
     module.write_text(module.read_text().replace("version 1", "version 2"))
     served.wait_log(r"changed: greeter\.py; restarting")
     deadline = time.monotonic() + 30
     reply = b""
     while time.monotonic() < deadline:
-        reply = talk(served, b"")  # the port stays open across the restart
+        reply = served.talk(b"")  # the port stays open across the restart
         if reply == b"version 2\r\n":
             break
         time.sleep(0.1)
@@ -235,22 +205,14 @@ def test_reload_picks_up_an_edit(serve: Callable[..., Served], tmp_path: Path) -
 
 def test_reload_without_watchfiles_says_which_extra(tmp_path: Path) -> None:
     (tmp_path / "watchfiles.py").write_text("raise ImportError('not installed here')\n")
-    result = subprocess.run(
-        linechat_command("serve", "--reload", "--app-dir", str(tmp_path), "--port", "0"),
-        capture_output=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "pip install 'linechat[reload]'" in result.stderr.decode()
-    assert b"Traceback" not in result.stderr
+    err = serve_usage_error("--reload", "--app-dir", str(tmp_path), "--port", "0")
+    assert "pip install 'linechat[reload]'" in err
+    assert "Traceback" not in err
 
 
 def test_reload_with_workers_is_refused() -> None:
-    result = subprocess.run(
-        linechat_command("serve", "--reload", "--workers", "2"), capture_output=True, timeout=30
-    )
-    assert result.returncode == 2
-    assert "does not work with --workers" in result.stderr.decode()
+    err = serve_usage_error("--reload", "--workers", "2")
+    assert "does not work with --workers" in err
 
 
 # -- installed services (entry points) -----------------------------------------------------
@@ -325,7 +287,7 @@ def test_entry_point_service(tmp_path: Path) -> None:
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )
     try:
-        text = wait_for(log, "listening on")
+        text = wait_log(log, "listening on", 20)
         match = STARTED.search(text.encode())
         assert match is not None
         import socket
@@ -335,5 +297,4 @@ def test_entry_point_service(tmp_path: Path) -> None:
             assert read_all(sock) == b"HELLO!\r\n"
         assert "shout service (protocol layer)" in text
     finally:
-        process.terminate()
-        process.wait(20)
+        stop_process(process, timeout=20)

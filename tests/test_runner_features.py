@@ -23,6 +23,7 @@ import pytest
 from linechat.proxy_protocol import build_v1
 
 from .conftest import Served, read_all, read_until, require_tool
+from .helpers import openssl_s_client
 from .test_runner import USER_MODULE
 
 pytestmark = pytest.mark.timeout(120)
@@ -111,19 +112,7 @@ def test_tls_with_openssl_s_client(
     cert, key = certificate
     served = user("--tls-cert", str(cert), "--tls-key", str(key))
     assert "(TLS)" in served.log()
-    child = pexpect.spawn(
-        openssl,
-        [
-            "s_client",
-            "-crlf",
-            "-quiet",
-            "-CAfile",
-            str(cert),
-            "-connect",
-            f"127.0.0.1:{served.port}",
-        ],
-        timeout=15,
-    )
+    child = openssl_s_client(openssl, cert, served.port)
     try:
         child.expect("verify return:1")
         child.expect(r"READY 127\.0\.0\.1\r")

@@ -19,6 +19,7 @@ import pexpect
 import pytest
 
 from .conftest import Served, linechat_command, read_all, read_until, require_tool
+from .helpers import openssl_s_client
 
 LAYERS = ["protocol", "stream"]
 
@@ -347,19 +348,7 @@ def test_openssl_s_client_against_tls(
     openssl = require_tool("openssl")
     cert, key = certificate
     served = echo("--tls-cert", str(cert), "--tls-key", str(key))
-    child = pexpect.spawn(
-        openssl,
-        [
-            "s_client",
-            "-crlf",
-            "-quiet",
-            "-CAfile",
-            str(cert),
-            "-connect",
-            f"127.0.0.1:{served.port}",
-        ],
-        timeout=15,
-    )
+    child = openssl_s_client(openssl, cert, served.port)
     try:
         child.expect("verify return:1")
         child.sendline("over TLS")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Served, linechat_command, read_all, require_tool
+from .conftest import Served, read_all, require_tool
+from .helpers import serve_usage_error
 
 
 @pytest.fixture
@@ -195,32 +196,18 @@ def test_failed_reload_keeps_the_old_data(
 
 def test_unreadable_data_is_an_error_at_start(tmp_path: Path) -> None:
     (tmp_path / "bad").write_bytes(b"caf\xe9")
-    done = subprocess.run(
-        linechat_command("serve", "whois", "--data", str(tmp_path), "--port", "0"),
-        capture_output=True,
-        timeout=30,
-    )
-    assert done.returncode == 2
-    assert f"{tmp_path / 'bad'}" in done.stderr.decode()
-    assert "Traceback" not in done.stderr.decode()
+    err = serve_usage_error("whois", "--data", str(tmp_path), "--port", "0")
+    assert f"{tmp_path / 'bad'}" in err
+    assert "Traceback" not in err
 
 
 def test_missing_data_flag_is_a_usage_error() -> None:
-    done = subprocess.run(
-        linechat_command("serve", "whois", "--port", "0"), capture_output=True, timeout=30
-    )
-    assert done.returncode == 2
-    assert "--data" in done.stderr.decode()
+    assert "--data" in serve_usage_error("whois", "--port", "0")
 
 
 def test_bad_rate_is_a_usage_error(records: Path) -> None:
-    done = subprocess.run(
-        linechat_command("serve", "whois", "--data", str(records), "--rate", "often"),
-        capture_output=True,
-        timeout=30,
-    )
-    assert done.returncode == 2
-    assert "rate must look like 60/minute" in done.stderr.decode()
+    err = serve_usage_error("whois", "--data", str(records), "--rate", "often")
+    assert "rate must look like 60/minute" in err
 
 
 def test_whois_client_over_ipv6(serve: Callable[..., Served], records: Path) -> None:
@@ -237,13 +224,8 @@ def test_whois_client_over_ipv6(serve: Callable[..., Served], records: Path) -> 
 
 
 def test_stream_layer_is_refused(records: Path) -> None:
-    done = subprocess.run(
-        linechat_command("serve", "whois", "--data", str(records), "--layer", "stream"),
-        capture_output=True,
-        timeout=30,
-    )
-    assert done.returncode == 2
-    assert "runs on the protocol layer only" in done.stderr.decode()
+    err = serve_usage_error("whois", "--data", str(records), "--layer", "stream")
+    assert "runs on the protocol layer only" in err
 
 
 def test_workers_each_serve_the_data(whois_server: Callable[..., Served]) -> None:

@@ -68,17 +68,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LG_NAME "chat loadgen"
+static void die(const char *fmt, ...);
+#include "../loadgen_common.h"
+
 #define MAX_EVENTS 512
 #define RBUF_SIZE (64 * 1024)
 #define OBUF_SIZE (64 * 1024)
 #define MAX_LINE 1024
-
-/* Latency histogram in microseconds: exact below 1024 us, then 512
- * sub-buckets per power of two (relative error below 0.2 %). */
-#define HIST_LINEAR 1024
-#define HIST_SUB 512
-#define HIST_MAXEXP 40
-#define HIST_SIZE (HIST_LINEAR + (HIST_MAXEXP - 10) * HIST_SUB)
 
 enum { ST_CONNECTING, ST_REGISTERING, ST_OPERING, ST_JOINING, ST_JOINED, ST_SILENT };
 
@@ -123,7 +120,6 @@ static struct {
 static struct conn *conns;
 static char *rbuf;
 static char *filler;
-static volatile sig_atomic_t got_signal;
 static struct sockaddr_in addr;
 static int ep;
 
@@ -138,12 +134,6 @@ static uint64_t deliveries_window, deliveries_total, reordered, corrupt, window_
 static uint64_t errors_seen, pings_answered;
 static uint64_t hist[HIST_SIZE], lat_n, lat_sum_us, lat_max_us;
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -153,47 +143,6 @@ static void die(const char *fmt, ...) {
     va_end(ap);
     fflush(stderr);
     _exit(2);
-}
-
-static int hist_index(uint64_t v) {
-    if (v < HIST_LINEAR) return (int)v;
-    int k = 63 - __builtin_clzll(v);
-    if (k >= HIST_MAXEXP) return HIST_SIZE - 1;
-    uint64_t sub = (v >> (k - 9)) & (HIST_SUB - 1);
-    return HIST_LINEAR + (k - 10) * HIST_SUB + (int)sub;
-}
-
-static double hist_value(int idx) {
-    if (idx < HIST_LINEAR) return idx;
-    int k = (idx - HIST_LINEAR) / HIST_SUB + 10;
-    uint64_t sub = (uint64_t)((idx - HIST_LINEAR) % HIST_SUB);
-    uint64_t width = 1ull << (k - 9);
-    uint64_t lo = (1ull << k) + sub * width;
-    return (double)lo + (double)width / 2.0;
-}
-
-static double percentile(double q) {
-    if (lat_n == 0) return 0.0;
-    uint64_t want = (uint64_t)(q * (double)lat_n);
-    if (want < 1) want = 1;
-    if (want > lat_n) want = lat_n;
-    uint64_t cum = 0;
-    for (int i = 0; i < HIST_SIZE; i++) {
-        cum += hist[i];
-        if (cum >= want) return hist_value(i);
-    }
-    return hist_value(HIST_SIZE - 1);
-}
-
-static int utoa(char *dst, uint64_t v) {
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (int i = 0; i < n; i++) dst[i] = tmp[n - 1 - i];
-    return n;
 }
 
 /* Parses a decimal number ended by '.', advancing *p past the dot. */
@@ -219,26 +168,15 @@ static size_t filler_phase(uint64_t talker, uint64_t seq) {
 /* -- output ---------------------------------------------------------------- */
 
 static void set_events(struct conn *c, int want_out) {
-    struct epoll_event ev = {0};
-    ev.events = EPOLLIN | (want_out ? EPOLLOUT : 0);
-    ev.data.ptr = c;
-    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
+    epoll_want(ep, c->fd, c, want_out);
     c->want_out = want_out;
 }
 
 static void flush_out(struct conn *c) {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            break;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {
-            if (c->slow) return; /* the server may drop a slow consumer */
-            die("client %u: send: %s", c->id, n < 0 ? strerror(errno) : "returned 0");
-        }
+    uint64_t sent_bytes = 0;
+    if (send_pending(c->fd, c->out, &c->out_off, c->out_len, &sent_bytes) < 0) {
+        if (c->slow) return; /* the server may drop a slow consumer */
+        die("client %u: send: %s", c->id, errno ? strerror(errno) : "returned 0");
     }
     if (c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
@@ -427,11 +365,7 @@ static void close_silent(struct conn *c) {
 }
 
 static void on_readable(struct conn *c, uint64_t now) {
-    ssize_t n;
-    for (;;) {
-        n = recv(c->fd, rbuf, RBUF_SIZE, 0);
-        if (n >= 0 || errno != EINTR) break;
-    }
+    ssize_t n = recv_some(c->fd, rbuf, RBUF_SIZE);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (c->slow) {
@@ -472,22 +406,9 @@ static void on_readable(struct conn *c, uint64_t now) {
 }
 
 static void start_connect(struct conn *c) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket: %s (raise the open-file limit?)", strerror(errno));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (c->slow && cfg.slow_rcvbuf > 0) {
-        int sz = (int)cfg.slow_rcvbuf;
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-    }
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS)
-        die("connect to %s:%d: %s", cfg.host, cfg.port, strerror(errno));
-    c->fd = fd;
+    int rcvbuf = c->slow && cfg.slow_rcvbuf > 0 ? (int)cfg.slow_rcvbuf : 0;
+    c->fd = start_connect_fd(ep, &addr, cfg.host, cfg.port, c, rcvbuf);
     c->state = ST_CONNECTING;
-    struct epoll_event ev = {0};
-    ev.events = EPOLLOUT;
-    ev.data.ptr = c;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
     c->want_out = 1;
 }
 
@@ -495,10 +416,7 @@ static void handle_event(struct epoll_event *e, uint64_t now) {
     struct conn *c = e->data.ptr;
     if (c->state == ST_SILENT) return;
     if (c->state == ST_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-        if (err) die("connect to %s:%d: %s", cfg.host, cfg.port, strerror(err));
+        check_connected(c->fd, cfg.host, cfg.port);
         if (!(e->events & EPOLLOUT)) return;
         c->state = ST_REGISTERING;
         queue_str(c, "NICK b%u\r\nUSER b%u 0 * :chat bench\r\n", c->id, c->id);
@@ -507,17 +425,6 @@ static void handle_event(struct epoll_event *e, uint64_t now) {
     }
     if (e->events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c, now);
     if (c->state != ST_SILENT && (c->out_off < c->out_len || (e->events & EPOLLOUT))) flush_out(c);
-}
-
-static int ms_until(uint64_t now, uint64_t deadline, int cap) {
-    if (deadline <= now) return 0;
-    uint64_t ms = (deadline - now + 999999) / 1000000;
-    return ms > (uint64_t)cap ? cap : (int)ms;
-}
-
-static void emit_event(const char *name) {
-    printf("{\"event\":\"%s\"}\n", name);
-    fflush(stdout);
 }
 
 static void poll_once(int timeout_ms) {
@@ -602,40 +509,6 @@ static void usage(FILE *f) {
           "Idle mode prints {\"event\":\"ready\"} once every client is registered, then holds\n"
           "them until stdin reaches EOF, SIGTERM/SIGINT, or --hold seconds.\n",
           f);
-}
-
-static long parse_long(const char *s, const char *what, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) {
-        fprintf(stderr, "chat loadgen: bad %s '%s' (want %ld..%ld)\n", what, s, lo, hi);
-        exit(2);
-    }
-    return v;
-}
-
-static double parse_double(const char *s, const char *what, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "chat loadgen: bad %s '%s' (want %g..%g)\n", what, s, lo, hi);
-        exit(2);
-    }
-    return v;
-}
-
-static void on_signal(int sig) {
-    (void)sig;
-    got_signal = 1;
-}
-
-static uint64_t cpu_now_us(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000ull +
-           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static int run_idle(uint64_t t0) {
@@ -725,42 +598,25 @@ int main(int argc, char **argv) {
                 cfg.talkers, cfg.slow);
         return 2;
     }
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)cfg.port);
-    if (inet_pton(AF_INET, cfg.host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "chat loadgen: host must be an IPv4 address, got '%s'\n", cfg.host);
+    if (ipv4_address(&addr, cfg.host, cfg.port) < 0) return 2;
+    rlim_t need = (rlim_t)(cfg.clients + 64);
+    rlim_t limit = raise_nofile(need);
+    if (limit < need) {
+        fprintf(stderr, "chat loadgen: need %llu open files but the limit is %llu\n",
+                (unsigned long long)need, (unsigned long long)limit);
         return 2;
     }
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rlim_t need = (rlim_t)(cfg.clients + 64);
-    if (rl.rlim_cur < need) {
-        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-        if (rl.rlim_cur < need) {
-            fprintf(stderr, "chat loadgen: need %llu open files but the limit is %llu\n",
-                    (unsigned long long)need, (unsigned long long)rl.rlim_cur);
-            return 2;
-        }
-    }
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    install_signals();
 
     long talkers = cfg.idle ? 0 : cfg.talkers;
     size_t nt = talkers > 0 ? (size_t)talkers : 1;
-    filler = malloc((size_t)cfg.size + 64);
+    filler = make_filler((size_t)cfg.size + 64);
     rbuf = malloc(RBUF_SIZE);
     conns = calloc((size_t)cfg.clients, sizeof *conns);
     sent = calloc(nt, sizeof *sent);
     done = calloc(nt, sizeof *done);
     acked = calloc(nt * (size_t)cfg.window, sizeof *acked);
     if (!filler || !rbuf || !conns || !sent || !done || !acked) die("out of memory");
-    for (long i = 0; i < cfg.size + 64; i++) filler[i] = (char)('a' + i % 26);
     for (long i = 0; i < cfg.clients; i++) {
         struct conn *c = &conns[i];
         c->fd = -1;
@@ -850,8 +706,9 @@ int main(int argc, char **argv) {
            secs > 0 ? (double)deliveries_window / secs : 0.0, (unsigned long long)lost,
            (unsigned long long)dup, (unsigned long long)reordered, (unsigned long long)corrupt,
            (unsigned long long)errors_seen, (unsigned long long)window_full, slow_dropped,
-           (unsigned long long)pings_answered, percentile(0.50), percentile(0.90),
-           percentile(0.99), percentile(0.999), (unsigned long long)lat_max_us,
+           (unsigned long long)pings_answered, percentile(hist, lat_n, 0.50),
+           percentile(hist, lat_n, 0.90), percentile(hist, lat_n, 0.99),
+           percentile(hist, lat_n, 0.999), (unsigned long long)lat_max_us,
            lat_n ? (double)lat_sum_us / (double)lat_n : 0.0, (unsigned long long)lat_n,
            (double)cpu_us / 1e6);
     fflush(stdout);

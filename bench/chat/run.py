@@ -29,39 +29,51 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import pwd
-import resource
 import shlex
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-LOADGEN = REPO / "bench" / "bin" / "chat-loadgen"
-VENV_BIN = REPO / ".venv" / "bin"
-PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
-LINECHAT = str(VENV_BIN / "linechat")
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(HERE.parent))
+
+from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share)
+    BIN,
+    HOST,
+    LINECHAT,
+    PYTHON,
+    BenchError,
+    Cell,
+    ServerProcess,
+    add_run_arguments,
+    alternate,
+    build_with_make,
+    check_choices,
+    cpu_model,
+    cpu_seconds,
+    free_port,
+    fresh_server_run,
+    log,
+    publish,
+    raise_nofile,
+    run_idle_hold,
+    run_measured,
+    sigterm_unwinds,
+    vmrss_kib,
+)
+from benchlib import cell_value as value  # noqa: E402
+
+LOADGEN = BIN / "chat-loadgen"
 OPER = ("bench", "benchpass")
-
-
-class BenchError(Exception):
-    """One run failed; the message says why."""
 
 
 # -- the servers ---------------------------------------------------------------
@@ -255,60 +267,6 @@ SCENARIOS = [
 # -- processes -----------------------------------------------------------------
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def raise_nofile() -> None:
-    """The open-file limit raised to the hard limit; children inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds, from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def vmrss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
-
-
-def tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])
-
-
-@contextlib.contextmanager
-def watchdog(proc: subprocess.Popen[str], seconds: float) -> Iterator[None]:
-    """Kill ``proc`` (by its PID) if it outlives ``seconds``."""
-    timer = threading.Timer(seconds, proc.kill)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
 def unprivileged() -> tuple[int, int] | None:
     """(uid, gid) of ``nobody`` when running as root, else None (run as we are)."""
     if os.geteuid() != 0:
@@ -320,70 +278,21 @@ def unprivileged() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-class RunningServer:
+class RunningServer(ServerProcess):
+    """A fresh server on a free port, with a private directory (its config, its log)."""
+
     def __init__(self, server: Server, cpu: int, workdir: Path) -> None:
         self.server = server
-        self.port = free_port()
+        port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"{server.name}-", dir=workdir))
         ids = unprivileged() if server.drop_root else None
         if ids is not None:
             os.chown(self.dir, *ids)
-        self.argv = ["taskset", "-c", str(cpu), *server.command(self.port, self.dir)]
-        self.log_path = self.dir / "server.log"
-        self._log: IO[bytes] = self.log_path.open("wb")
         extra: dict[str, Any] = {}
         if ids is not None:
             extra = {"user": ids[0], "group": ids[1], "extra_groups": []}
-        try:
-            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                cwd=self.dir,
-                start_new_session=True,
-                **extra,
-            )
-        except OSError as exc:
-            self._log.close()
-            raise BenchError(f"cannot start {shlex.join(self.argv)}: {exc}") from exc
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_ready(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.proc.poll()
-            if code is not None:
-                raise BenchError(
-                    f"exited with status {code} before accepting: {tail(self.log_path)}"
-                )
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.settimeout(0.5)
-                try:
-                    s.connect((HOST, self.port))
-                except OSError:
-                    time.sleep(0.05)
-                    continue
-                return
-        raise BenchError(f"port {self.port} did not accept within {timeout:.0f} s")
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise BenchError(f"server exited with status {code}: {tail(self.log_path)}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._log.close()
+        argv = server.command(port, self.dir)
+        super().__init__(argv, cpu, self.dir / "server.log", port, cwd=self.dir, **extra)
 
 
 # -- one run -------------------------------------------------------------------
@@ -421,45 +330,20 @@ def run_fanout(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> di
         *srv.server.loadgen_args,
     )
     bound = 60 + opts.warmup + opts.duration + 10 + 15
-    cpu0 = cpu1 = None
-    t0 = t1 = 0.0
-    result: dict[str, Any] | None = None
-    with (
-        tempfile.TemporaryFile("w+") as err,
-        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True) as proc,
-        watchdog(proc, bound),
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            event = msg.get("event")
-            if event == "measure_start":
-                cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
-            elif event == "measure_end":
-                cpu1, t1 = cpu_seconds(srv.pid), time.monotonic()
-            elif msg.get("mode") == "fanout":
-                result = msg
-        code = proc.wait()
-        err.seek(0)
-        stderr = err.read().strip()
+    win = run_measured(argv, lambda: cpu_seconds(srv.pid), "fanout", bound)
+    result, code, stderr = win.result, win.code, win.stderr
     if result is None or code not in (0, 1):
-        note = f"; server exited: {tail(srv.log_path)}" if srv.proc.poll() is not None else ""
-        raise BenchError(f"loadgen exit status {code}: {stderr[-1500:]}{note}")
+        raise BenchError(f"loadgen exit status {code}: {stderr[-1500:]}{srv.exit_note()}")
     bad = {k: result[k] for k in ("lost", "duplicated", "reordered", "corrupt") if result[k]}
     if bad:
         raise BenchError(f"deliveries not intact: {bad}; {stderr[-500:]}")
-    if cpu0 is None or cpu1 is None:
-        raise BenchError("loadgen did not report the measured window")
     deliveries = float(result["deliveries"])
-    cpu = cpu1 - cpu0
+    cpu = win.server_cpu_s
     return {
         "deliveries": deliveries,
         "deliveries_per_s": float(result["deliveries_per_s"]),
         "server_cpu_s": cpu,
-        "server_cpu_pct": 100.0 * cpu / (t1 - t0) if t1 > t0 else 0.0,
+        "server_cpu_pct": 100.0 * cpu / win.seconds if win.seconds > 0 else 0.0,
         "loadgen_cpu_pct": 100.0 * float(result["cpu_s"]) / float(result["seconds"]),
         "per_cpu_s": deliveries / cpu if cpu > 0 else float("inf"),
         "ns_per_delivery": 1e9 * cpu / deliveries if deliveries else 0.0,
@@ -488,26 +372,7 @@ def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
         "120",
         *srv.server.loadgen_args,
     )
-    with (
-        tempfile.TemporaryFile("w+") as err,
-        subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
-        ) as proc,
-        watchdog(proc, 120 + 120 + 30),
-    ):
-        assert proc.stdout is not None and proc.stdin is not None
-        ready = proc.stdout.readline()
-        after = None
-        establish = 0.0
-        if ready:
-            establish = float(json.loads(ready).get("establish_s", 0.0))
-            time.sleep(1.0)
-            srv.check_alive()
-            after = vmrss_kib(srv.pid)
-        proc.stdin.close()  # releases the clients
-        code = proc.wait()
-        err.seek(0)
-        stderr = err.read().strip()
+    code, after, establish, stderr = run_idle_hold(argv, srv, 120 + 120 + 30)
     if code != 0 or after is None:
         raise BenchError(f"loadgen --idle exit status {code}: {stderr[-1500:]}")
     return {
@@ -518,40 +383,20 @@ def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
     }
 
 
-@dataclass
-class Cell:
-    """All runs of one (server, scenario)."""
-
-    results: list[dict[str, float]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def median(self, key: str) -> float | None:
-        values = [r[key] for r in self.results if key in r]
-        return statistics.median(values) if values else None
-
-
 def run_cell(
     server: Server, sc: Scenario, cell: Cell, opts: argparse.Namespace, workdir: Path, label: str
 ) -> str | None:
     """One run on a fresh server; a reason if the server will not start."""
-    try:
-        srv = RunningServer(server, opts.server_cpu, workdir)
-    except BenchError as exc:
-        return str(exc)
-    try:
-        try:
-            srv.wait_ready()
-        except BenchError as exc:
-            return f"`{shlex.join(srv.argv[3:])}` {exc}"
-        try:
-            result = run_idle(srv, sc, opts) if sc.idle else run_fanout(srv, sc, opts)
-        except BenchError as exc:
-            cell.errors.append(str(exc).replace("\n", " "))
-            log(f"FAIL {label}: {exc}")
-            return None
-    finally:
-        srv.stop()
-    cell.results.append(result)
+    before = len(cell.results)
+    reason = fresh_server_run(
+        lambda: RunningServer(server, opts.server_cpu, workdir),
+        lambda srv: run_idle(srv, sc, opts) if sc.idle else run_fanout(srv, sc, opts),
+        cell,
+        label,
+    )
+    if reason is not None or len(cell.results) == before:
+        return reason
+    result = cell.results[-1]
     if sc.idle:
         log(f"{label}: {result['kib_per_client']:.2f} KiB/client")
     else:
@@ -567,33 +412,9 @@ def run_cell(
 # -- the report ----------------------------------------------------------------
 
 
-def fmt(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if value == float("inf"):
-        return "inf"
-    return f"{value:,.{digits}f}"
-
-
-def value(c: Cell | None, key: str, digits: int = 0, scale: float = 1.0) -> str:
-    if c is None:
-        return "-"
-    if not c.results:
-        return "FAIL" if c.errors else "-"
-    v = c.median(key)
-    text = fmt(v / scale if v is not None else None, digits)
-    return text + (f" ({len(c.errors)} failed)" if c.errors else "")
-
-
 def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     release, python = platform.release(), platform.python_version()
-    return f"{model}, {os.cpu_count()} CPUs, Linux {release}, Python {python}"
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, Linux {release}, Python {python}"
 
 
 def versions() -> str:
@@ -710,19 +531,6 @@ def report(
 # -- main ----------------------------------------------------------------------
 
 
-def build_tools() -> None:
-    try:
-        proc = subprocess.run(
-            ["make", "-s", "-C", str(REPO), "bench/bin/chat-loadgen"],
-            capture_output=True,
-            text=True,
-        )
-    except OSError as exc:
-        raise SystemExit(f"cannot run make to build the load generator: {exc}") from exc
-    if proc.returncode != 0 or not LOADGEN.exists():
-        raise SystemExit(f"building the load generator failed:\n{proc.stdout}{proc.stderr}")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     names = [s.name for s in SERVERS]
     scen = [s.name for s in SCENARIOS]
@@ -731,35 +539,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog=f"servers: {', '.join(names)} (default {','.join(DEFAULT_SERVERS)}); "
         f"scenarios: {', '.join(scen)}",
     )
-    p.add_argument("--runs", type=int, default=3, help="runs per cell (median reported)")
-    p.add_argument("--duration", type=float, default=4.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
+    add_run_arguments(p, duration=4.0)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 run, short")
-    p.add_argument("--only", help="comma-separated servers to run")
-    p.add_argument("--scenarios", help="comma-separated scenarios to run")
     p.add_argument("--clients", type=int, default=200, help="clients in the channel")
     p.add_argument("--talkers", type=int, default=4)
     p.add_argument("--size", type=int, default=64, help="bytes of text per PRIVMSG")
     p.add_argument("--window", type=int, default=16, help="lines in flight per talker")
     p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the steady rate")
     p.add_argument("--idle-clients", type=int, default=5000)
-    p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--loadgen-cpu", type=int, default=1)
-    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
-    p.add_argument("--json", type=Path, help="write every run's raw figures here")
     opts = p.parse_args(argv)
     if opts.quick:
         opts.runs = 1
         opts.duration = 1.5
         opts.warmup = 0.5
-    for attr, known in (("only", names), ("scenarios", scen)):
-        v = getattr(opts, attr)
-        if v:
-            wanted = [x.strip() for x in v.split(",") if x.strip()]
-            unknown = [x for x in wanted if x not in known]
-            if unknown:
-                p.error(f"unknown --{attr}: {', '.join(unknown)} (known: {', '.join(known)})")
-            setattr(opts, attr, wanted)
+    check_choices(p, opts, only=names, scenarios=scen)
+    for attr in ("only", "scenarios"):
+        if getattr(opts, attr):
+            setattr(opts, attr, [x.strip() for x in getattr(opts, attr).split(",") if x.strip()])
     if opts.runs < 1 or opts.duration <= 0 or opts.clients < opts.talkers + 1:
         p.error("--runs and --duration must be positive, --clients above --talkers")
     return opts
@@ -769,10 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     opts = parse_args(args)
     command = shlex.join([".venv/bin/python", "bench/chat/run.py", *args])
-    # SIGTERM unwinds like Ctrl-C, so every server started is stopped by its PID.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    sigterm_unwinds()
     raise_nofile()
-    build_tools()
+    build_with_make("bench/bin/chat-loadgen")
     servers = [s for s in SERVERS if s.name in (opts.only or DEFAULT_SERVERS)]
     scenarios = [sc for sc in SCENARIOS if not opts.scenarios or sc.name in opts.scenarios]
     skipped: dict[str, str] = {}
@@ -781,31 +576,17 @@ def main(argv: list[str] | None = None) -> int:
         if reason:
             skipped[s.name] = reason
             log(f"SKIP {s.name}: {reason}")
-    cells: dict[tuple[str, str], Cell] = {}
-    raw: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
         os.chmod(tmp, 0o755)  # servers run as nobody read their config under it
-        for run in range(opts.runs):
-            for sc in scenarios:
-                for server in servers:
-                    if server.name in skipped:
-                        continue
-                    c = cells.setdefault((server.name, sc.name), Cell())
-                    label = f"{server.name} / {sc.name} / run {run + 1}/{opts.runs}"
-                    before = len(c.results)
-                    reason = run_cell(server, sc, c, opts, Path(tmp), label)
-                    if reason is not None:
-                        skipped[server.name] = reason
-                        log(f"SKIP {server.name}: {reason}")
-                    elif len(c.results) > before:
-                        raw.append({"server": server.name, "scenario": sc.name, **c.results[-1]})
+        cells, raw = alternate(
+            servers,
+            scenarios,
+            opts.runs,
+            skipped,
+            lambda server, sc, c, label: run_cell(server, sc, c, opts, Path(tmp), label),
+        )
     text = report(cells, servers, scenarios, skipped, opts, command)
-    print(text)
-    if opts.markdown:
-        opts.markdown.write_text(text)
-    if opts.json:
-        opts.json.write_text(json.dumps(raw, indent=1) + "\n")
-    return 1 if any(c.errors for c in cells.values()) else 0
+    return publish(text, cells, raw, opts.markdown, opts.json)
 
 
 if __name__ == "__main__":

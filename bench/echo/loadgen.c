@@ -43,18 +43,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LG_NAME "loadgen"
+static void die(const char *fmt, ...);
+#include "../loadgen_common.h"
+
 #define PREFIX "You sent: "
 #define PREFIX_LEN 10
 #define MAX_PROCS 64
 #define RBUF_SIZE (256 * 1024)
 #define MAX_EVENTS 512
-
-/* Latency histogram in microseconds: exact below 1024 us, then 512
- * sub-buckets per power of two (relative error below 0.2 %). */
-#define HIST_LINEAR 1024
-#define HIST_SUB 512
-#define HIST_MAXEXP 40
-#define HIST_SIZE (HIST_LINEAR + (HIST_MAXEXP - 10) * HIST_SUB)
 
 struct stats {
     uint64_t round_trips;
@@ -114,13 +111,6 @@ static int worker_idx = -1;
 static struct sockaddr_in addr;
 static char *filler; /* "abc...zabc..." long enough for any offset + S */
 static char *rbuf;
-static volatile sig_atomic_t got_signal;
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *fmt, ...) {
     va_list ap;
@@ -132,47 +122,6 @@ static void die(const char *fmt, ...) {
     va_end(ap);
     fflush(stderr);
     _exit(2);
-}
-
-static int hist_index(uint64_t v) {
-    if (v < HIST_LINEAR) return (int)v;
-    int k = 63 - __builtin_clzll(v);
-    if (k >= HIST_MAXEXP) return HIST_SIZE - 1;
-    uint64_t sub = (v >> (k - 9)) & (HIST_SUB - 1);
-    return HIST_LINEAR + (k - 10) * HIST_SUB + (int)sub;
-}
-
-static double hist_value(int idx) {
-    if (idx < HIST_LINEAR) return idx;
-    int k = (idx - HIST_LINEAR) / HIST_SUB + 10;
-    uint64_t sub = (uint64_t)((idx - HIST_LINEAR) % HIST_SUB);
-    uint64_t width = 1ull << (k - 9);
-    uint64_t lo = (1ull << k) + sub * width;
-    return (double)lo + (double)width / 2.0;
-}
-
-static double percentile(const uint64_t *hist, uint64_t total, double q) {
-    if (total == 0) return 0.0;
-    uint64_t want = (uint64_t)(q * (double)total);
-    if (want < 1) want = 1;
-    if (want > total) want = total;
-    uint64_t cum = 0;
-    for (int i = 0; i < HIST_SIZE; i++) {
-        cum += hist[i];
-        if (cum >= want) return hist_value(i);
-    }
-    return hist_value(HIST_SIZE - 1);
-}
-
-static int utoa(char *dst, uint64_t v) {
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (int i = 0; i < n; i++) dst[i] = tmp[n - 1 - i];
-    return n;
 }
 
 /* The line for (connection id, sequence number): "c<id>-<seq>-" then
@@ -195,27 +144,13 @@ static void gen_line(char *dst, uint32_t id, uint64_t seq) {
 }
 
 static void set_events(int ep, struct conn *c, int want_out) {
-    struct epoll_event ev = {0};
-    ev.events = EPOLLIN | (want_out ? EPOLLOUT : 0);
-    ev.data.ptr = c;
-    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
+    epoll_want(ep, c->fd, c, want_out);
     c->want_out = want_out;
 }
 
 static void flush_out(int ep, struct conn *c, struct stats *st) {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            st->bytes_sent += (uint64_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            break;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {
-            die("connection %u: send: %s", c->id, n < 0 ? strerror(errno) : "returned 0");
-        }
-    }
+    if (send_pending(c->fd, c->out, &c->out_off, c->out_len, &st->bytes_sent) < 0)
+        die("connection %u: send: %s", c->id, errno ? strerror(errno) : "returned 0");
     if (c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
         if (c->want_out) set_events(ep, c, 0);
@@ -278,11 +213,7 @@ static void mismatch(const struct conn *c, size_t pos, const char *got, size_t m
 
 /* Returns the number of replies completed. */
 static uint64_t on_readable(struct conn *c, struct stats *st, uint64_t now, int *pinged) {
-    ssize_t n;
-    for (;;) {
-        n = recv(c->fd, rbuf, RBUF_SIZE, 0);
-        if (n >= 0 || errno != EINTR) break;
-    }
+    ssize_t n = recv_some(c->fd, rbuf, RBUF_SIZE);
     if (n == 0)
         die("connection %u: server closed the connection (%llu lines sent, %llu replies received)",
             c->id, (unsigned long long)c->sent_seq, (unsigned long long)c->recv_seq);
@@ -346,18 +277,8 @@ static uint64_t on_readable(struct conn *c, struct stats *st, uint64_t now, int 
 }
 
 static void start_connect(int ep, struct conn *c) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket: %s (raise the open-file limit?)", strerror(errno));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS)
-        die("connect to %s:%d: %s", cfg.host, cfg.port, strerror(errno));
-    c->fd = fd;
+    c->fd = start_connect_fd(ep, &addr, cfg.host, cfg.port, c, 0);
     c->state = ST_CONNECTING;
-    struct epoll_event ev = {0};
-    ev.events = EPOLLOUT;
-    ev.data.ptr = c;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
     c->want_out = 1;
 }
 
@@ -365,10 +286,7 @@ static void handle_event(int ep, struct epoll_event *e, struct stats *st, uint64
                          int *pinged, int refill) {
     struct conn *c = e->data.ptr;
     if (c->state == ST_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-        if (err) die("connect to %s:%d: %s", cfg.host, cfg.port, strerror(err));
+        check_connected(c->fd, cfg.host, cfg.port);
         if (!(e->events & EPOLLOUT)) return;
         c->state = ST_PINGING;
         queue_line(c, now);
@@ -380,24 +298,6 @@ static void handle_event(int ep, struct epoll_event *e, struct stats *st, uint64
         if (done && refill && c->state == ST_RUNNING) fill_pipeline(c, now);
     }
     if (c->out_off < c->out_len || (e->events & EPOLLOUT)) flush_out(ep, c, st);
-}
-
-static uint64_t cpu_now_us(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000ull +
-           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
-
-static int ms_until(uint64_t now, uint64_t deadline, int cap) {
-    if (deadline <= now) return 0;
-    uint64_t ms = (deadline - now + 999999) / 1000000;
-    return ms > (uint64_t)cap ? cap : (int)ms;
-}
-
-static void emit_event(const char *name) {
-    printf("{\"event\":\"%s\"}\n", name);
-    fflush(stdout);
 }
 
 static void worker(int idx, long first_id, long n) {
@@ -534,11 +434,6 @@ static void worker(int idx, long first_id, long n) {
     _exit(0);
 }
 
-static void on_signal(int sig) {
-    (void)sig;
-    got_signal = 1;
-}
-
 static void usage(FILE *f) {
     fputs("usage: loadgen --port PORT [--host 127.0.0.1] [-c CONNS] [-P IN_FLIGHT] [-s LINE_BYTES]\n"
           "               [-d SECONDS] [-w WARMUP_SECONDS] [-j PROCS] [--max-pending N]\n"
@@ -548,28 +443,6 @@ static void usage(FILE *f) {
           "Idle mode prints {\"event\":\"ready\"} once every connection has done one round\n"
           "trip, then holds them until stdin reaches EOF, SIGTERM/SIGINT, or --hold seconds.\n",
           f);
-}
-
-static long parse_long(const char *s, const char *what, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) {
-        fprintf(stderr, "loadgen: bad %s '%s' (want %ld..%ld)\n", what, s, lo, hi);
-        exit(2);
-    }
-    return v;
-}
-
-static double parse_double(const char *s, const char *what, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "loadgen: bad %s '%s' (want %g..%g)\n", what, s, lo, hi);
-        exit(2);
-    }
-    return v;
 }
 
 static void kill_all(pid_t *pids, long n) {
@@ -646,44 +519,26 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (cfg.procs > cfg.conns) cfg.procs = cfg.conns;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)cfg.port);
-    if (inet_pton(AF_INET, cfg.host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "loadgen: host must be an IPv4 address, got '%s'\n", cfg.host);
+    if (ipv4_address(&addr, cfg.host, cfg.port) < 0) return 2;
+
+    /* Raise the open-file limit to what the connections need. */
+    rlim_t need = (rlim_t)(cfg.conns / cfg.procs + 1 + 64);
+    rlim_t limit = raise_nofile(need);
+    if (limit < need) {
+        fprintf(stderr,
+                "loadgen: need %llu open files per process but the limit is %llu "
+                "(raise ulimit -n or use more --procs)\n",
+                (unsigned long long)need, (unsigned long long)limit);
         return 2;
     }
 
-    /* Raise the open-file limit to what the connections need. */
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rlim_t need = (rlim_t)(cfg.conns / cfg.procs + 1 + 64);
-    if (rl.rlim_cur < need) {
-        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-        if (rl.rlim_cur < need) {
-            fprintf(stderr,
-                    "loadgen: need %llu open files per process but the limit is %llu "
-                    "(raise ulimit -n or use more --procs)\n",
-                    (unsigned long long)need, (unsigned long long)rl.rlim_cur);
-            return 2;
-        }
-    }
-
-    filler = malloc((size_t)cfg.size + 64);
-    if (!filler) die("out of memory");
-    for (long i = 0; i < cfg.size + 64; i++) filler[i] = (char)('a' + i % 26);
+    filler = make_filler((size_t)cfg.size + 64);
 
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) die("mmap: %s", strerror(errno));
     memset(sh, 0, sizeof *sh);
 
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    install_signals();
 
     pid_t pids[MAX_PROCS] = {0};
     long first = 0;

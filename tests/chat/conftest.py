@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import STARTED, Served, linechat_command
+from tests.conftest import Served, linechat_command
+from tests.helpers import stop_process, wait_started
 
 
 class IRC:
@@ -89,19 +90,12 @@ def start_chat(log_path: Path, *args: str, timeout: float = 20.0) -> Served:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    served = Served(process, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = STARTED.search(log_path.read_bytes())
-        if match:
-            served.host = match.group(1).decode()
-            served.port = int(match.group(2))
-            return served
-        if process.poll() is not None:
-            raise AssertionError(f"chat exited {process.returncode}:\n{served.log()}")
-        time.sleep(0.05)
-    served.stop()
-    raise AssertionError(f"chat did not start:\n{served.log()}")
+    try:
+        match = wait_started(process, log_path, timeout)
+    except AssertionError:
+        stop_process(process)
+        raise
+    return Served(process, log_path, host=match.group(1).decode(), port=int(match.group(2)))
 
 
 @pytest.fixture

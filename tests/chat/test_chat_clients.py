@@ -12,6 +12,7 @@ import pytest
 
 from tests.chat.conftest import IRC
 from tests.conftest import Served, require_tool
+from tests.helpers import stop_process
 
 irc_client = pytest.importorskip("irc.client")
 
@@ -134,13 +135,7 @@ def weechat(tmp_path: Path) -> Iterator[Callable[[int, str], Path]]:
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 def test_weechat_registers_joins_sends_and_receives(

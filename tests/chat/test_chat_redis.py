@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,81 +10,30 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import IRC
-from tests.conftest import Served, linechat_command, require_tool
+from tests.conftest import Served
+from tests.helpers import free_port, serve_usage_error
+from tests.peers import RedisServer
 
 Connect = Callable[..., IRC]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Redis:
-    """A redis-server this test started (and stops)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.binary = require_tool("redis-server")
-        self.port = free_port()
-        self.tmp = tmp
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.tmp),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(10)
-        self.process = None
-
-
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[Redis]:
-    server = Redis(tmp_path)
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server this test started (and stops: SIGKILL, nothing to keep)."""
+    server = RedisServer(tmp_path)
     yield server
     server.stop(signal.SIGKILL)
 
 
-def two_servers(chat: Callable[..., Served], redis: Redis, *extra: str) -> tuple[Served, Served]:
+def two_servers(
+    chat: Callable[..., Served], redis: RedisServer, *extra: str
+) -> tuple[Served, Served]:
     args = ("--flood-rate", "0", "--redis", redis.url, "--redis-nick-ttl", "2", *extra)
     return chat(*args, "--server-name", "one.test"), chat(*args, "--server-name", "two.test")
 
 
 def test_messages_both_ways_names_who_whois_across_servers(
-    chat: Callable[..., Served], clients: Connect, redis: Redis
+    chat: Callable[..., Served], clients: Connect, redis: RedisServer
 ) -> None:
     one, two = two_servers(chat, redis)
     alice, bob = clients(one.port), clients(two.port)
@@ -120,7 +67,7 @@ def test_messages_both_ways_names_who_whois_across_servers(
 
 
 def test_nick_collision_across_servers_and_release(
-    chat: Callable[..., Served], clients: Connect, redis: Redis
+    chat: Callable[..., Served], clients: Connect, redis: RedisServer
 ) -> None:
     one, two = two_servers(chat, redis)
     first = clients(one.port)
@@ -136,7 +83,7 @@ def test_nick_collision_across_servers_and_release(
 
 
 def test_a_killed_servers_nicks_are_freed_and_its_users_leave(
-    chat: Callable[..., Served], clients: Connect, redis: Redis
+    chat: Callable[..., Served], clients: Connect, redis: RedisServer
 ) -> None:
     one, two = two_servers(chat, redis)
     doomed, survivor = clients(one.port), clients(two.port)
@@ -161,7 +108,7 @@ def test_a_killed_servers_nicks_are_freed_and_its_users_leave(
 
 
 def test_redis_killed_and_restarted_while_clients_chat(
-    chat: Callable[..., Served], clients: Connect, redis: Redis
+    chat: Callable[..., Served], clients: Connect, redis: RedisServer
 ) -> None:
     one, two = two_servers(chat, redis)
     a1, a2, b1 = clients(one.port), clients(one.port), clients(two.port)
@@ -196,7 +143,7 @@ def test_redis_killed_and_restarted_while_clients_chat(
 
 
 def test_workers_share_rooms_through_redis(
-    chat: Callable[..., Served], clients: Connect, redis: Redis
+    chat: Callable[..., Served], clients: Connect, redis: RedisServer
 ) -> None:
     served = chat("--flood-rate", "0", "--redis", redis.url, "--workers", "2")
     members = [clients(served.port) for _ in range(16)]  # SO_REUSEPORT spreads them
@@ -220,37 +167,23 @@ def test_workers_share_rooms_through_redis(
 
 
 def test_workers_without_redis_are_refused(tmp_path: Path) -> None:
-    result = subprocess.run(
-        linechat_command("serve", "chat", "--workers", "2", "--host", "127.0.0.1", "--port", "0"),
-        capture_output=True,
-        timeout=60,
+    err = serve_usage_error(
+        "chat", "--workers", "2", "--host", "127.0.0.1", "--port", "0", timeout=60
     )
-    assert result.returncode == 2
-    assert b"chat with --workers needs --redis URL" in result.stderr
+    assert "chat with --workers needs --redis URL" in err
 
 
 def test_an_unreachable_redis_is_a_clear_error() -> None:
     port = free_port()
-    result = subprocess.run(
-        linechat_command(
-            "serve",
-            "chat",
-            "--redis",
-            f"redis://127.0.0.1:{port}/0",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ),
-        capture_output=True,
-        timeout=60,
+    url = f"redis://127.0.0.1:{port}/0"
+    err = serve_usage_error(
+        "chat", "--redis", url, "--host", "127.0.0.1", "--port", "0", timeout=60
     )
-    assert result.returncode == 2
-    assert f"--redis redis://127.0.0.1:{port}/0: cannot use it".encode() in result.stderr
+    assert f"--redis {url}: cannot use it" in err
 
 
 def test_a_nick_taken_on_two_servers_during_an_outage_is_logged(
-    chat: Callable[..., Served], clients: Connect, redis: Redis
+    chat: Callable[..., Served], clients: Connect, redis: RedisServer
 ) -> None:
     one, two = two_servers(chat, redis)
     redis.stop(signal.SIGKILL)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchlib import run_loop
+from benchlib import serve_streams as serve_streams  # for the streams servers
 
 
 def run_server(serve: Callable[[int], Coroutine[Any, Any, None]], description: str | None) -> None:
@@ -15,11 +20,4 @@ def run_server(serve: Callable[[int], Coroutine[Any, Any, None]], description: s
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        if args.loop == "uvloop":
-            import uvloop
-
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(serve(args.port))
-        else:
-            asyncio.run(serve(args.port))
+    run_loop(lambda: serve(args.port), args.loop)

@@ -1,0 +1,197 @@
+"""Plain helpers the tests share: tools, ports, start-up waits, stopping what a test started.
+
+One copy of each, so a fix (a slow start-up on a loaded machine, a process
+that ignores SIGTERM) reaches every test. Fixtures live in ``conftest.py``;
+real peer servers (memcached, redis-server) in ``peers.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import pexpect
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+#: What ``linechat serve`` (and the bench's prototype servers) log once they listen.
+STARTED = re.compile(rb"listening on (?:\[?)([0-9a-f.:]+?)(?:\]?):(\d+)")
+HOST = "127.0.0.1"
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; skip locally when it is missing, fail in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"needs the tool {name!r} (installed by .ci/run)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def linechat_command(*args: str) -> list[str]:
+    """argv for ``linechat ARGS`` with the test's Python."""
+    return [sys.executable, "-m", "linechat", *args]
+
+
+def run_serve(
+    *args: str, cwd: Path | None = None, timeout: float = 30.0
+) -> subprocess.CompletedProcess[bytes]:
+    """``linechat serve ARGS`` run to its end (for the ones that exit at once)."""
+    return subprocess.run(
+        linechat_command("serve", *args), capture_output=True, timeout=timeout, cwd=cwd
+    )
+
+
+def serve_usage_error(*args: str, cwd: Path | None = None, timeout: float = 30.0) -> str:
+    """What ``linechat serve ARGS`` says on stderr, checking that it exits 2 (a usage error)."""
+    result = run_serve(*args, cwd=cwd, timeout=timeout)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    return err
+
+
+def free_port(host: str = HOST) -> int:
+    """A loopback port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_port(
+    port: int,
+    process: subprocess.Popen[Any] | None = None,
+    timeout: float = 10.0,
+    host: str = HOST,
+) -> None:
+    """Return once ``port`` accepts a connection; fail if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}")
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def wait_listening(port: int, process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Wait for a TCP listener on ``port`` without connecting to it (from /proc/net/tcp).
+
+    For a server that takes one connection only (``openssl s_server -naccept 1``).
+    """
+    deadline = time.monotonic() + timeout
+    hexport = f":{port:04X} "
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited"
+        with open("/proc/net/tcp") as table:
+            if any(hexport in row and row.split()[3] == "0A" for row in table):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def stop_process(
+    process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> int:
+    """Send ``sig`` (by PID), SIGKILL after ``timeout`` s; the exit status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def wait_log(path: Path, pattern: str, timeout: float = 10.0) -> str:
+    """The log's text once ``pattern`` (a regex) appears in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace")
+        if re.search(pattern, text):
+            return text
+        time.sleep(0.05)
+    raise AssertionError(
+        f"{pattern!r} never appeared in the log:\n{path.read_text(errors='replace')}"
+    )
+
+
+def wait_started(
+    process: subprocess.Popen[Any],
+    log_path: Path,
+    timeout: float = 15.0,
+    pattern: re.Pattern[bytes] = STARTED,
+) -> re.Match[bytes]:
+    """The match of ``pattern`` (by default: listening on HOST:PORT) once the log has it.
+
+    Fails, with the log, if the process exits first or ``timeout`` passes; the
+    caller stops the process.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_bytes()
+        match = pattern.search(text)
+        if match:
+            return match
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args!r} exited {process.returncode}:\n{text!r}")
+        time.sleep(0.05)
+    raise AssertionError(f"{process.args!r} did not start:\n{log_path.read_text(errors='replace')}")
+
+
+def start_logged(
+    argv: list[str], log_path: Path, timeout: float = 15.0, **popen: Any
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server whose log says where it listens; the process and its port.
+
+    Output goes to ``log_path``; the process is stopped if it does not start.
+    """
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **popen
+        )
+    try:
+        match = wait_started(process, log_path, timeout)
+    except AssertionError:
+        stop_process(process)
+        raise
+    return process, int(match.group(2))
+
+
+def openssl_s_client(openssl: str, cafile: Path, port: int, timeout: float = 15.0) -> pexpect.spawn:
+    """``openssl s_client -crlf -quiet`` to 127.0.0.1:PORT in a pty (a ``pexpect.spawn``).
+
+    The caller expects ``verify return:1`` first and closes it (``close(force=True)``).
+    """
+    import pexpect  # only the tests that drive a terminal need it
+
+    return pexpect.spawn(
+        openssl,
+        [
+            "s_client",
+            "-crlf",
+            "-quiet",
+            "-CAfile",
+            str(cafile),
+            "-connect",
+            f"127.0.0.1:{port}",
+        ],
+        timeout=timeout,
+    )
