@@ -149,11 +149,11 @@ def deadline(exptime: int) -> float:
     return time.monotonic() + exptime
 
 
-#: The longest command line: above the item size limit, because the framer
-#: checks line lengths before the command that starts a value is handled (a
-#: chunk holding a command and the start of its value could otherwise look
-#: like an over-long line). memcached itself takes any length for get lines.
-MAX_LINE_LENGTH = 1024 * 1024 + 4096
+#: The longest command line (a ``get`` of some 250 keys of the longest kind;
+#: memcached takes get lines of any length). Data blocks are raw reads, not
+#: lines: they are bounded by ``max_item_size``, whether they come in the
+#: command's chunk or after it.
+MAX_LINE_LENGTH = 64 * 1024
 
 
 @service_defaults(lenient=True, port=11311, max_line_length=MAX_LINE_LENGTH)

@@ -239,6 +239,13 @@ class LineFramer:
         Their bytes, delimiters included, become unread input again, ahead of
         anything buffered, exactly as the peer sent them. Call it before any
         other call on the framer but ``receive``.
+
+        It may also follow a :class:`LineTooLong` raised by ``feed()`` whose
+        ``lines`` are not empty, with ``used`` at most their number: a caller
+        that learns from them that raw bytes follow (a counted read) gives
+        back everything after line ``used``, the over-long "line" included,
+        and the framer goes on as if it had not failed. The line limit is for
+        lines, not for the raw bytes that follow a command in the same chunk.
         """
         source = self._source
         if source is None:
@@ -249,6 +256,13 @@ class LineFramer:
         self._fast = False  # the buffer holds lines again
         if self._head:
             source = self._head + source
+        if self._failed:
+            # feed() raised: nothing was added since (receive() refuses while
+            # failed), so the buffer is exactly the input after line ``used``.
+            self._buf[:] = source[self._offset_after(source, used) :]
+            self._failed = self._discarding = False
+            self._scan_from = 0
+            return
         # The buffer holds the unterminated tail of ``source``, then whatever
         # receive() added since: put the given-back lines in front of it.
         sep = self._sep
@@ -296,7 +310,9 @@ class LineFramer:
         # that is within the limit, no line can be over it (no per-line scan).
         if size - len(lines) * (self._overlap + 1) <= self._max:
             return
-        self._source = b""
+        # Kept for rewind(): the lines before the over-long one may start a raw read.
+        self._source = data
+        self._head = head
         # Terminated lines come first in the stream, so they are checked first.
         if lines and max(map(len, lines)) > self._max:
             self._overflow_terminated(head + data, lines, tail)
@@ -376,6 +392,8 @@ class LineFramer:
     def resync(self) -> None:
         """After :class:`LineTooLong`: drop the rest of that line and go on."""
         self._failed = False
+        self._source = None  # the over-long line is dropped: no rewind() past it
+        self._head = b""
 
     def _check_open(self) -> None:
         if self._failed:

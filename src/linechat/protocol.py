@@ -470,6 +470,8 @@ class LineProtocol(asyncio.Protocol):
             lines = framer.feed(data)
         except LineTooLong as exc:
             self._too_long(exc)
+            if not self._pulling:
+                framer.commit()  # the chunk kept for rewind() is let go
         else:
             if lines:
                 self.lines_in += len(lines)
@@ -622,6 +624,11 @@ class LineProtocol(asyncio.Protocol):
             if exc.lines:
                 self.lines_in += len(exc.lines)
                 self.lines_received(exc.lines)
+                if self._pulling:
+                    # A raw read (or hold()) took back what follows: the
+                    # over-long "line" was raw bytes, the framer goes on.
+                    self._pull()
+                    return
             if self._closing or self._stop_batch:
                 return
             self.line_too_long(exc)

@@ -6,8 +6,9 @@
 The input is a script: the first bytes pick the mode (strict CRLF, lenient
 CRLF, lenient LF, a short custom delimiter) and the line limit, the rest a
 sequence of operations mixed as a protocol would mix them: ``feed`` (then
-perhaps ``rewind``), ``receive``, ``next_line``, ``read_exactly``,
-``resync`` after ``LineTooLong``, and ``feed_eof`` at the end.
+perhaps ``rewind``, also after a ``LineTooLong`` that has lines, as a
+protocol starting a counted read does), ``receive``, ``next_line``,
+``read_exactly``, ``resync`` after ``LineTooLong``, and ``feed_eof`` at the end.
 
 What must hold for any input:
 
@@ -144,7 +145,20 @@ def one_input(data: bytes) -> None:
             if op in (0, 1):
                 chunk = script.chunk()
                 model.stream += chunk
-                lines = framer.feed(chunk)
+                try:
+                    lines = framer.feed(chunk)
+                except LineTooLong as exc:
+                    if not exc.lines or script.byte() % 2:
+                        raise
+                    # A raw read follows one of the lines before the long
+                    # one: the rest is given back, and nothing has failed.
+                    used = script.byte() % (len(exc.lines) + 1)
+                    framer.rewind(used)
+                    model.only_feed = False
+                    for line in exc.lines[:used]:
+                        model.took_line(line)
+                    model.check_accounts()
+                    continue
                 used = len(lines)
                 if lines and script.byte() % 4 == 0:
                     used = script.byte() % (len(lines) + 1)
