@@ -177,11 +177,43 @@ class MemcacheProtocol(LineProtocol):
     # -- commands ------------------------------------------------------------
 
     def line_received(self, line: bytes) -> None:
-        if line[:4] == b"get ":  # the commonest command, "get KEY", without a parse
+        # The two commonest commands, "get KEY" and "set KEY FLAGS 0 LENGTH",
+        # plain, are answered inline: no parse, no call that can be saved.
+        verb = line[:4]
+        if verb == b"get ":
             key = line[4:]
             if 0 < len(key) <= KEY_MAX_LENGTH and b" " not in key and b"\0" not in key:
-                self._get_one(key)
+                cache = self.cache
+                item = cache.items.get(key)
+                if item is not None and (item.expires or cache.flush_at):
+                    item = cache.get(key)  # expired, or a delayed flush due
+                if item is None:
+                    self.write_raw(b"END\r\n")
+                else:
+                    value = item.value
+                    self.write_raw(
+                        b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, item.flags, len(value), value)
+                    )
                 return
+        elif verb == b"set " and b"\0" not in line:
+            tokens = line.split(b" ")
+            if len(tokens) == 5:
+                key, flag_text, time_text, length_text = tokens[1:]
+                if (
+                    0 < len(key) <= KEY_MAX_LENGTH
+                    and time_text == b"0"
+                    and len(flag_text) < 10
+                    and len(length_text) < 10
+                    and flag_text.isdigit()
+                    and length_text.isdigit()
+                ):
+                    flags, length = int(flag_text), int(length_text)
+                    # memcached's item_size(), inline
+                    size = 48 + len(key) + 1 + (4 if flags else 0) + length + 2 + 8
+                    if size <= self.max_item_size:
+                        self._pending = Storage(b"set", key, flags, 0, length, 0, False)
+                        self.read_raw(length + 2)
+                        return
         command = parse(line)
         if isinstance(command, Retrieve):
             self._retrieve(command)
@@ -265,6 +297,14 @@ class MemcacheProtocol(LineProtocol):
             return
         if not data.endswith(b"\r\n"):
             self._reply(b"CLIENT_ERROR bad data chunk", command.noreply)
+            return
+        cache = self.cache
+        if command.verb == b"set" and not command.exptime and not cache.flush_at:
+            # A plain set (the commonest store), inline: _store() without its calls.
+            cache.last_cas += 1
+            cache.put(command.key, Item(data[:-2], command.flags, 0.0, cache.last_cas))
+            if not command.noreply:
+                self.write_raw(b"STORED\r\n")
             return
         reply = self._store(command, data[:-2])
         if not command.noreply:

@@ -111,6 +111,11 @@ class LineFramer:
         return self._max
 
     @property
+    def failed(self) -> bool:
+        """Stopped by :class:`LineTooLong`, until :meth:`resync` (or a :meth:`rewind` past it)."""
+        return self._failed
+
+    @property
     def buffered(self) -> int:
         """How many received bytes are held and not yet handed out."""
         return len(self._buf)
@@ -276,6 +281,28 @@ class LineFramer:
         self._buf[:0] = source[self._offset_after(source, used) : end]
         self._scan_from = 0
 
+    def read_after(self, used: int, n: int) -> bytes | None:
+        """``rewind(used)`` then ``read_exactly(n)``, cheap in the usual case.
+
+        A command and its counted payload often arrive in one chunk, the
+        payload ending it (a memcached ``set`` and its data block): then the
+        ``n`` bytes are sliced off the chunk and nothing is buffered or split
+        again. Otherwise it is exactly the two calls (``None`` until ``n``
+        bytes are there, the rest unread), with ``rewind``'s rules.
+        """
+        source = self._source
+        if source and not self._buf and not self._head and not self._failed:
+            # The chunk is all in ``source``, its tail was empty and nothing was
+            # received since: the raw bytes end it if the lengths add up.
+            sep = self._sep
+            one = used == 1  # the usual: the command was the chunk's first line
+            start = source.index(sep) + len(sep) if one else self._offset_after(source, used)
+            if len(source) - start == n:
+                self._source = None
+                return source[start:]
+        self.rewind(used)
+        return self.read_exactly(n)
+
     def _split(self, data: bytes) -> list[bytes]:
         """Split ``data`` (the buffer is empty); keep its unterminated tail."""
         if self._lenient and 13 in data:  # a CR (int in bytes: a memchr)
@@ -340,6 +367,8 @@ class LineFramer:
             self._scan_from = max(0, len(buf) - self._overlap)
             if len(buf) > self._max and self._over_limit(buf):
                 self._overflow_unterminated([])
+            if not self._discarding:
+                self._fast = True  # no line is buffered: feed() may take its fast path
             return None
         line = bytes(buf[:end])
         del buf[: end + len(self._sep)]

@@ -183,8 +183,21 @@ class LineProtocol(asyncio.Protocol):
             self.line_received(line)
             if self._stop_batch:
                 self._stop_batch = False
-                if (self._raw_wanted is not None or self._held) and not self._closing:
-                    self.framer.rewind(used)
+                if self._closing:
+                    return
+                wanted = self._raw_wanted
+                if wanted is None:
+                    if self._held:
+                        self.framer.rewind(used)
+                    return
+                # A counted read: its bytes usually end this very chunk.
+                framer = self.framer
+                data = framer.read_after(used, wanted)
+                if data is not None:
+                    self._raw_wanted = None
+                    if not framer.buffered:
+                        self._pulling = False  # nothing left: lines come from feed() again
+                    self.raw_received(data)
                 return
 
     def raw_received(self, data: bytes) -> None:
@@ -624,10 +637,11 @@ class LineProtocol(asyncio.Protocol):
             if exc.lines:
                 self.lines_in += len(exc.lines)
                 self.lines_received(exc.lines)
-                if self._pulling:
+                if not framer.failed:
                     # A raw read (or hold()) took back what follows: the
                     # over-long "line" was raw bytes, the framer goes on.
-                    self._pull()
+                    if self._pulling:
+                        self._pull()
                     return
             if self._closing or self._stop_batch:
                 return
