@@ -185,10 +185,11 @@ class LineProtocol(asyncio.Protocol):
                 self._stop_batch = False
                 if self._closing:
                     return
+                if self._held:
+                    self.framer.rewind(used)
+                    return
                 wanted = self._raw_wanted
                 if wanted is None:
-                    if self._held:
-                        self.framer.rewind(used)
                     return
                 # A counted read: its bytes usually end this very chunk.
                 framer = self.framer
