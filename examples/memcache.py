@@ -171,7 +171,8 @@ class MemcacheProtocol(LineProtocol):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**{"lenient": True, "max_line_length": MAX_LINE_LENGTH, **options})
-        self._pending: Storage | None = None  # the storage command whose data is read
+        # The storage command whose data is read; a plain set as (key, flags).
+        self._pending: Storage | tuple[bytes, int] | None = None
         self._swallow = 0  # bytes of an over-large value still to skip
 
     # -- commands ------------------------------------------------------------
@@ -211,7 +212,7 @@ class MemcacheProtocol(LineProtocol):
                     # memcached's item_size(), inline
                     size = 48 + len(key) + 1 + (4 if flags else 0) + length + 2 + 8
                     if size <= self.max_item_size:
-                        self._pending = Storage(b"set", key, flags, 0, length, 0, False)
+                        self._pending = (key, flags)  # lighter than a Storage
                         self.read_raw(length + 2)
                         return
         command = parse(line)
@@ -295,16 +296,22 @@ class MemcacheProtocol(LineProtocol):
         self._pending = None
         if command is None:
             return
+        if command.__class__ is tuple:
+            # A plain set (the commonest store), inline: _store() without its calls.
+            key, flags = command
+            cache = self.cache
+            if not data.endswith(b"\r\n"):
+                self.write_raw(b"CLIENT_ERROR bad data chunk\r\n")
+            elif cache.flush_at:
+                self.write_raw(self._store(Storage(b"set", key, flags, 0, 0, 0, False), data[:-2]))
+            else:
+                cache.last_cas += 1
+                cache.put(key, Item(data[:-2], flags, 0.0, cache.last_cas))
+                self.write_raw(b"STORED\r\n")
+            return
+        assert isinstance(command, Storage)
         if not data.endswith(b"\r\n"):
             self._reply(b"CLIENT_ERROR bad data chunk", command.noreply)
-            return
-        cache = self.cache
-        if command.verb == b"set" and not command.exptime and not cache.flush_at:
-            # A plain set (the commonest store), inline: _store() without its calls.
-            cache.last_cas += 1
-            cache.put(command.key, Item(data[:-2], command.flags, 0.0, cache.last_cas))
-            if not command.noreply:
-                self.write_raw(b"STORED\r\n")
             return
         reply = self._store(command, data[:-2])
         if not command.noreply:
