@@ -422,3 +422,13 @@ def test_no_rewind_after_resync() -> None:
     with pytest.raises(ProtocolError):
         framer.rewind(1)
     assert framer.feed(b"") == [b"b"]
+
+
+def test_a_counted_read_after_the_end_of_stream_never_completes() -> None:
+    """The last, unterminated line asked for a payload: none will come, and that is no error."""
+    framer = LineFramer()
+    assert framer.feed(b"set k 0 0 5") == []
+    assert framer.feed_eof() == [b"set k 0 0 5"]
+    assert framer.read_after(1, 7) is None
+    framer.rewind(1)  # nothing to give back
+    assert framer.buffered == 0

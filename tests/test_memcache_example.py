@@ -178,6 +178,16 @@ def test_value_longer_than_the_line_limit_in_the_commands_chunk(
     assert "Traceback" not in served.log()
 
 
+def test_storage_command_cut_by_the_end_of_stream(cache_server: Callable[..., Served]) -> None:
+    """A set as the unterminated last line: no data can follow; closed, no traceback."""
+    served = cache_server()
+    with served.connect() as sock:
+        sock.sendall(b"get a\r\nset k 0 0 5")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_all(sock) == b"END\r\n"
+    assert "Traceback" not in served.log()
+
+
 # -- bad input costs the others nothing ----------------------------------------------------
 
 

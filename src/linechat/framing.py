@@ -288,7 +288,8 @@ class LineFramer:
         payload ending it (a memcached ``set`` and its data block): then the
         ``n`` bytes are sliced off the chunk and nothing is buffered or split
         again. Otherwise it is exactly the two calls (``None`` until ``n``
-        bytes are there, the rest unread), with ``rewind``'s rules.
+        bytes are there, the rest unread), with ``rewind``'s rules. After
+        :meth:`feed_eof` it is ``None``: no payload will come.
         """
         source = self._source
         if source and not self._buf and not self._head and not self._failed:
@@ -300,6 +301,8 @@ class LineFramer:
             if len(source) - start == n:
                 self._source = None
                 return source[start:]
+        if self._eof:
+            return None
         self.rewind(used)
         return self.read_exactly(n)
 
@@ -404,7 +407,7 @@ class LineFramer:
         the over-long line is dropped. A last line over the limit raises
         :class:`LineTooLong`.
         """
-        self._source = None
+        self._source = b""  # its line ends the stream: rewind() has nothing to give back
         self._eof = True
         self._fast = False
         if self._failed or self._discarding or not self._buf:
