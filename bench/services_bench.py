@@ -15,10 +15,13 @@ the ratio of the medians of operations per server CPU-second.
 - ``memcache``: 50 connections, each alternating ``set`` and ``get`` of its
   own 32-byte value, one command in flight, every reply checked.
   ``examples/memcache.py`` through ``linechat serve`` against the real
-  ``memcached -t 1``.
+  ``memcached -t 1``. With ``MEMCACHE_BASELINE=DIR`` (a checkout, say a
+  ``git worktree`` of an older commit) its example and linechat run too,
+  alternated with the others: an A/B of a change in one run.
 
     .venv/bin/python bench/services_bench.py whois memcache --runs 5
     .venv/bin/python bench/services_bench.py whois --runs 1 --seconds 1   # smoke
+    MEMCACHE_BASELINE=/tmp/base .venv/bin/python bench/services_bench.py memcache
 """
 
 from __future__ import annotations
@@ -107,6 +110,14 @@ def _linechat_memcache(loop: str) -> Callable[[int, Path], list[str]]:
     return command
 
 
+def _memcache_baseline(port: int, data: Path) -> list[str]:
+    """The example and linechat of another checkout ($MEMCACHE_BASELINE), for an A/B."""
+    base = Path(os.environ["MEMCACHE_BASELINE"]).resolve()
+    argv = ["env", f"PYTHONPATH={base / 'src'}", PYTHON, "-m", "linechat", "serve"]
+    argv += ["examples.memcache:MemcacheProtocol", "--app-dir", str(base), "--loop", "uvloop"]
+    return [*argv, "--host", HOST, "--port", str(port), "--log-level", "warning"]
+
+
 def _memcached(port: int, data: Path) -> list[str]:
     path = shutil.which("memcached") or "memcached"
     argv = [path, "-t", "1", "-U", "0", "-l", HOST, "-p", str(port)]
@@ -136,6 +147,15 @@ BENCHMARKS: dict[str, list[Server]] = {
         Server("memcached", "memcached -t 1 (C)", _memcached),
     ],
 }
+if os.environ.get("MEMCACHE_BASELINE"):
+    BENCHMARKS["memcache"].insert(
+        1,
+        Server(
+            "baseline-uvloop",
+            "the example of $MEMCACHE_BASELINE, uvloop",
+            _memcache_baseline,
+        ),
+    )
 REFERENCE = {"whois": "streams-asyncio", "memcache": "memcached"}
 
 

@@ -358,3 +358,77 @@ def test_feed_after_resync_returns_buffered_lines() -> None:
         framer.feed(b"waytoolong\r\na\r\nb\r\n")
     framer.resync()
     assert framer.feed(b"") == [b"a", b"b"]
+
+
+# -- raw bytes that follow a command in the same chunk are not a line (issue 13) --
+
+
+@pytest.mark.parametrize("lenient", [False, True])
+def test_raw_bytes_after_a_command_are_not_held_to_the_line_limit(lenient: bool) -> None:
+    """A value longer than the line limit, in the chunk of its command: read whole."""
+    framer = LineFramer(max_line_length=16, lenient=lenient)
+    value = b"v" * 40 + b"\r\n" + b"w" * 40
+    with pytest.raises(LineTooLong) as caught:
+        framer.feed(b"set k 0 0 82\r\n" + value + b"\r\nget k\r\n")
+    assert caught.value.lines == [b"set k 0 0 82"]
+    framer.rewind(1)  # the caller learnt from line 1 that 84 raw bytes follow
+    assert framer.read_exactly(84) == value + b"\r\n"
+    assert framer.next_line() == b"get k"
+    assert framer.next_line() is None
+    assert framer.feed(b"quit\r\n") == [b"quit"]
+
+
+def test_raw_bytes_left_unterminated_past_the_limit_are_kept() -> None:
+    """The value's start alone is over the limit (no line end yet): kept, not discarded."""
+    framer = LineFramer(max_line_length=16)
+    with pytest.raises(LineTooLong) as caught:
+        framer.feed(b"a\r\nset k 0 0 50\r\n" + b"v" * 30)
+    assert caught.value.lines == [b"a", b"set k 0 0 50"]
+    framer.rewind(2)
+    assert framer.read_exactly(52) is None
+    framer.receive(b"v" * 20 + b"\r\n")
+    assert framer.read_exactly(52) == b"v" * 50 + b"\r\n"
+    assert framer.buffered == 0
+
+
+def test_raw_bytes_after_a_command_with_a_line_buffered_before() -> None:
+    """The command's start came in an earlier chunk (the head of the split)."""
+    framer = LineFramer(max_line_length=16)
+    assert framer.feed(b"set k 0") == []
+    with pytest.raises(LineTooLong) as caught:
+        framer.feed(b" 0 20\r\n" + b"x" * 20 + b"\r\n")
+    assert caught.value.lines == [b"set k 0 0 20"]
+    framer.rewind(1)
+    assert framer.read_exactly(22) == b"x" * 20 + b"\r\n"
+
+
+def test_an_over_long_line_after_the_raw_bytes_still_fails() -> None:
+    framer = LineFramer(max_line_length=8)
+    with pytest.raises(LineTooLong):
+        framer.feed(b"set 2\r\nab\r\n" + b"z" * 20 + b"\r\nok\r\n")
+    framer.rewind(1)
+    assert framer.read_exactly(4) == b"ab\r\n"
+    with pytest.raises(LineTooLong):
+        framer.next_line()
+    framer.resync()
+    assert framer.next_line() == b"ok"
+
+
+def test_no_rewind_after_resync() -> None:
+    framer = LineFramer(max_line_length=4)
+    with pytest.raises(LineTooLong):
+        framer.feed(b"a\r\nlong line\r\nb\r\n")
+    framer.resync()
+    with pytest.raises(ProtocolError):
+        framer.rewind(1)
+    assert framer.feed(b"") == [b"b"]
+
+
+def test_a_counted_read_after_the_end_of_stream_never_completes() -> None:
+    """The last, unterminated line asked for a payload: none will come, and that is no error."""
+    framer = LineFramer()
+    assert framer.feed(b"set k 0 0 5") == []
+    assert framer.feed_eof() == [b"set k 0 0 5"]
+    assert framer.read_after(1, 7) is None
+    framer.rewind(1)  # nothing to give back
+    assert framer.buffered == 0

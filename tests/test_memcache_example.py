@@ -153,6 +153,41 @@ def test_pymemcache_item_size_limit(client: Client) -> None:
     assert client.set("y", b"after", noreply=False)  # the connection goes on
 
 
+# -- data blocks are raw reads, not lines (issue 13) -----------------------------------
+
+
+@pytest.mark.parametrize("size", [1500, 3000, 200_000])
+def test_value_longer_than_the_line_limit_in_the_commands_chunk(
+    size: int, cache_server: Callable[..., Served]
+) -> None:
+    """The line limit is for command lines: a longer value sent with its command is stored.
+
+    With a 1 KiB limit, a 1.5 or 3 KB value arrives in the read of its
+    command (one ``sendall`` under the 4 KiB slice of a read), where the
+    framer used to take it for an over-long line and answer ``CLIENT_ERROR
+    line too long``; 200 KB comes over several reads.
+    """
+    served = cache_server("--max-line-length", "1024")
+    value = b"\r\n" + b"v" * (size - 2)  # a "line" of the value over the limit
+    with served.connect() as sock:
+        sock.sendall(b"set k 5 0 %d\r\n%s\r\nget k\r\n" % (size, value))
+        reply = b"STORED\r\nVALUE k 5 %d\r\n%s\r\nEND\r\n" % (size, value)
+        assert read_until(sock, reply) == reply
+        sock.sendall(b"get " + b"k " * 600 + b"\r\n")  # a command line over the limit
+        assert read_all(sock) == b"CLIENT_ERROR line too long\r\n"
+    assert "Traceback" not in served.log()
+
+
+def test_storage_command_cut_by_the_end_of_stream(cache_server: Callable[..., Served]) -> None:
+    """A set as the unterminated last line: no data can follow; closed, no traceback."""
+    served = cache_server()
+    with served.connect() as sock:
+        sock.sendall(b"get a\r\nset k 0 0 5")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_all(sock) == b"END\r\n"
+    assert "Traceback" not in served.log()
+
+
 # -- bad input costs the others nothing ----------------------------------------------------
 
 

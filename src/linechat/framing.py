@@ -111,6 +111,11 @@ class LineFramer:
         return self._max
 
     @property
+    def failed(self) -> bool:
+        """Stopped by :class:`LineTooLong`, until :meth:`resync` (or a :meth:`rewind` past it)."""
+        return self._failed
+
+    @property
     def buffered(self) -> int:
         """How many received bytes are held and not yet handed out."""
         return len(self._buf)
@@ -239,6 +244,13 @@ class LineFramer:
         Their bytes, delimiters included, become unread input again, ahead of
         anything buffered, exactly as the peer sent them. Call it before any
         other call on the framer but ``receive``.
+
+        It may also follow a :class:`LineTooLong` raised by ``feed()`` whose
+        ``lines`` are not empty, with ``used`` at most their number: a caller
+        that learns from them that raw bytes follow (a counted read) gives
+        back everything after line ``used``, the over-long "line" included,
+        and the framer goes on as if it had not failed. The line limit is for
+        lines, not for the raw bytes that follow a command in the same chunk.
         """
         source = self._source
         if source is None:
@@ -249,6 +261,13 @@ class LineFramer:
         self._fast = False  # the buffer holds lines again
         if self._head:
             source = self._head + source
+        if self._failed:
+            # feed() raised: nothing was added since (receive() refuses while
+            # failed), so the buffer is exactly the input after line ``used``.
+            self._buf[:] = source[self._offset_after(source, used) :]
+            self._failed = self._discarding = False
+            self._scan_from = 0
+            return
         # The buffer holds the unterminated tail of ``source``, then whatever
         # receive() added since: put the given-back lines in front of it.
         sep = self._sep
@@ -261,6 +280,31 @@ class LineFramer:
             end = last + len(sep) if last >= 0 else 0
         self._buf[:0] = source[self._offset_after(source, used) : end]
         self._scan_from = 0
+
+    def read_after(self, used: int, n: int) -> bytes | None:
+        """``rewind(used)`` then ``read_exactly(n)``, cheap in the usual case.
+
+        A command and its counted payload often arrive in one chunk, the
+        payload ending it (a memcached ``set`` and its data block): then the
+        ``n`` bytes are sliced off the chunk and nothing is buffered or split
+        again. Otherwise it is exactly the two calls (``None`` until ``n``
+        bytes are there, the rest unread), with ``rewind``'s rules. After
+        :meth:`feed_eof` it is ``None``: no payload will come.
+        """
+        source = self._source
+        if source and not self._buf and not self._head and not self._failed:
+            # The chunk is all in ``source``, its tail was empty and nothing was
+            # received since: the raw bytes end it if the lengths add up.
+            sep = self._sep
+            one = used == 1  # the usual: the command was the chunk's first line
+            start = source.index(sep) + len(sep) if one else self._offset_after(source, used)
+            if len(source) - start == n:
+                self._source = None
+                return source[start:]
+        if self._eof:
+            return None
+        self.rewind(used)
+        return self.read_exactly(n)
 
     def _split(self, data: bytes) -> list[bytes]:
         """Split ``data`` (the buffer is empty); keep its unterminated tail."""
@@ -296,7 +340,9 @@ class LineFramer:
         # that is within the limit, no line can be over it (no per-line scan).
         if size - len(lines) * (self._overlap + 1) <= self._max:
             return
-        self._source = b""
+        # Kept for rewind(): the lines before the over-long one may start a raw read.
+        self._source = data
+        self._head = head
         # Terminated lines come first in the stream, so they are checked first.
         if lines and max(map(len, lines)) > self._max:
             self._overflow_terminated(head + data, lines, tail)
@@ -324,6 +370,8 @@ class LineFramer:
             self._scan_from = max(0, len(buf) - self._overlap)
             if len(buf) > self._max and self._over_limit(buf):
                 self._overflow_unterminated([])
+            if not self._discarding:
+                self._fast = True  # no line is buffered: feed() may take its fast path
             return None
         line = bytes(buf[:end])
         del buf[: end + len(self._sep)]
@@ -359,7 +407,7 @@ class LineFramer:
         the over-long line is dropped. A last line over the limit raises
         :class:`LineTooLong`.
         """
-        self._source = None
+        self._source = b""  # its line ends the stream: rewind() has nothing to give back
         self._eof = True
         self._fast = False
         if self._failed or self._discarding or not self._buf:
@@ -376,6 +424,8 @@ class LineFramer:
     def resync(self) -> None:
         """After :class:`LineTooLong`: drop the rest of that line and go on."""
         self._failed = False
+        self._source = None  # the over-long line is dropped: no rewind() past it
+        self._head = b""
 
     def _check_open(self) -> None:
         if self._failed:

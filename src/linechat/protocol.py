@@ -183,8 +183,22 @@ class LineProtocol(asyncio.Protocol):
             self.line_received(line)
             if self._stop_batch:
                 self._stop_batch = False
-                if (self._raw_wanted is not None or self._held) and not self._closing:
+                if self._closing:
+                    return
+                if self._held:
                     self.framer.rewind(used)
+                    return
+                wanted = self._raw_wanted
+                if wanted is None:
+                    return
+                # A counted read: its bytes usually end this very chunk.
+                framer = self.framer
+                data = framer.read_after(used, wanted)
+                if data is not None:
+                    self._raw_wanted = None
+                    if not framer.buffered:
+                        self._pulling = False  # nothing left: lines come from feed() again
+                    self.raw_received(data)
                 return
 
     def raw_received(self, data: bytes) -> None:
@@ -470,6 +484,8 @@ class LineProtocol(asyncio.Protocol):
             lines = framer.feed(data)
         except LineTooLong as exc:
             self._too_long(exc)
+            if not self._pulling:
+                framer.commit()  # the chunk kept for rewind() is let go
         else:
             if lines:
                 self.lines_in += len(lines)
@@ -622,6 +638,12 @@ class LineProtocol(asyncio.Protocol):
             if exc.lines:
                 self.lines_in += len(exc.lines)
                 self.lines_received(exc.lines)
+                if not framer.failed:
+                    # A raw read (or hold()) took back what follows: the
+                    # over-long "line" was raw bytes, the framer goes on.
+                    if self._pulling:
+                        self._pull()
+                    return
             if self._closing or self._stop_batch:
                 return
             self.line_too_long(exc)

@@ -6,8 +6,9 @@
 The input is a script: the first bytes pick the mode (strict CRLF, lenient
 CRLF, lenient LF, a short custom delimiter) and the line limit, the rest a
 sequence of operations mixed as a protocol would mix them: ``feed`` (then
-perhaps ``rewind``), ``receive``, ``next_line``, ``read_exactly``,
-``resync`` after ``LineTooLong``, and ``feed_eof`` at the end.
+perhaps ``rewind`` or ``read_after``, also after a ``LineTooLong`` that has
+lines, as a protocol starting a counted read does), ``receive``, ``next_line``,
+``read_exactly``, ``resync`` after ``LineTooLong``, and ``feed_eof`` at the end.
 
 What must hold for any input:
 
@@ -121,6 +122,26 @@ class Model:
             raise AssertionError(f"{framer.buffered} bytes buffered between feeds (bound {bound})")
 
 
+def give_back(script: Script, model: Model, lines: list[bytes]) -> None:
+    """Use some of ``lines``; the rest was raw bytes: ``rewind`` or ``read_after``."""
+    framer = model.framer
+    used = script.byte() % (len(lines) + 1)
+    model.only_feed = False
+    for line in lines[:used]:
+        model.took_line(line)
+    how = script.byte() % 3
+    if how == 0:
+        framer.rewind(used)
+        return
+    # read_after(): the rest of what came (its fast path), or any count.
+    n = len(model.stream) - model.cursor if how == 1 else script.byte() % 40
+    raw = framer.read_after(used, n)
+    if raw is not None:
+        if len(raw) != n:
+            raise AssertionError(f"read_after({used}, {n}) gave {len(raw)} bytes")
+        model.took_raw(raw)
+
+
 def one_input(data: bytes) -> None:
     script = Script(data)
     mode = script.byte() % 4
@@ -144,16 +165,22 @@ def one_input(data: bytes) -> None:
             if op in (0, 1):
                 chunk = script.chunk()
                 model.stream += chunk
-                lines = framer.feed(chunk)
-                used = len(lines)
+                try:
+                    lines = framer.feed(chunk)
+                except LineTooLong as exc:
+                    if not exc.lines or script.byte() % 2:
+                        raise
+                    # A raw read follows one of the lines before the long
+                    # one: the rest is given back, and nothing has failed.
+                    give_back(script, model, exc.lines)
+                    model.check_accounts()
+                    continue
                 if lines and script.byte() % 4 == 0:
-                    used = script.byte() % (len(lines) + 1)
-                    framer.rewind(used)
-                    model.only_feed = False
+                    give_back(script, model, lines)
                 else:
                     framer.commit()
-                for line in lines[:used]:
-                    model.took_line(line)
+                    for line in lines:
+                        model.took_line(line)
                 model.check_bound()
             elif op == 2:
                 chunk = script.chunk()

@@ -1,0 +1,196 @@
+"""The memcache example's Python cost per get/set round trip, without sockets.
+
+Drives ``data_received`` of ``examples/memcache.py``'s ``MemcacheProtocol``
+(configured as ``linechat serve`` configures it: its service defaults, the
+300 s idle timeout) with the chunks the memcache benchmark's load produces
+(``bench/services_load.py``): one connection alternating ``set KEY 0 0 32``
+with its 32-byte value (one chunk: the command line and its data block) and
+``get KEY`` (one chunk). The transport's ``write`` is a C no-op, so what is
+measured is the Python work per round trip on top of the event loop's and
+the kernel's. A round trip here is one ``set`` chunk plus one ``get`` chunk,
+each answered (the load counts each command as a round trip: halve for that).
+
+* ``--mode callgrind`` (default): instructions per set+get pair, exact and
+  unaffected by load (two counts under ``valgrind --tool=callgrind``, the
+  difference over the difference of pairs).
+* ``--mode profile``: cProfile of many pairs, the functions by own time.
+* ``--mode time``: CPU ns per pair, median of ``--runs``.
+
+    .venv/bin/python bench/memcache_hotpath.py
+    .venv/bin/python bench/memcache_hotpath.py --mode profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import cProfile
+import pstats
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from examples.memcache import MemcacheProtocol  # noqa: E402
+from linechat.service import defaults_of  # noqa: E402
+
+T = TypeVar("T")
+KEY = b"key:000007"
+VALUE = b"%032d" % 7
+SET = b"set %s 0 0 32\r\n%s\r\n" % (KEY, VALUE)
+GET = b"get %s\r\n" % KEY
+REPLIES = b"STORED\r\n" + b"VALUE %s 0 32\r\n%s\r\nEND\r\n" % (KEY, VALUE)
+
+
+class NullTransport:
+    """What a protocol calls on its transport; ``write`` drops the bytes in C."""
+
+    def __init__(self, sink: Callable[[bytes], Any] | None = None) -> None:
+        self.write = sink or collections.deque[bytes](maxlen=0).append
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def make(sink: Callable[[bytes], Any] | None = None) -> MemcacheProtocol:
+    """A connected protocol, as ``linechat serve examples.memcache:MemcacheProtocol`` makes it."""
+    options = {k: v for k, v in defaults_of(MemcacheProtocol).items() if k != "port"}
+    proto = MemcacheProtocol(**options, idle_timeout=300.0)
+    proto.connection_made(NullTransport(sink))  # type: ignore[arg-type]
+    return proto
+
+
+def check() -> None:
+    """The driver's chunks get the replies the load generator checks."""
+    out: list[bytes] = []
+    proto = make(out.append)
+    proto.data_received(SET)
+    proto.data_received(GET)
+    if b"".join(out) != REPLIES:
+        raise SystemExit(f"unexpected replies: {b''.join(out)!r}")
+
+
+def driver() -> Callable[[int], None]:
+    proto = make()
+    receive = proto.data_received
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            receive(SET)
+            receive(GET)
+
+    return run
+
+
+def in_loop(fn: Callable[[], T]) -> T:
+    """Run ``fn`` as a loop callback, as a loop runs ``data_received``."""
+    loop = asyncio.new_event_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def call() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the caller
+            future.set_exception(exc)
+
+    loop.call_soon(call)
+    try:
+        return loop.run_until_complete(future)
+    finally:
+        loop.close()
+
+
+def child(pairs: int) -> None:
+    in_loop(lambda: driver()(pairs))
+
+
+COLLECTED = re.compile(rb"Collected : (\d+)")
+
+
+def callgrind(low: int, high: int) -> float:
+    totals = []
+    for n in (low, high):
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--child",
+                str(n),
+            ],
+            capture_output=True,
+            check=True,
+        )
+        match = COLLECTED.search(out.stderr)
+        if match is None:
+            raise SystemExit(f"no instruction count from callgrind: {out.stderr[-500:]!r}")
+        totals.append(int(match.group(1)))
+    return (totals[1] - totals[0]) / (high - low)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["callgrind", "profile", "time"], default="callgrind")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--pairs", type=int, default=100_000)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child)
+        return 0
+    in_loop(check)
+    if args.mode == "callgrind":
+        figure = callgrind(1_000, 6_000)
+        print(f"instructions per set+get pair: {figure:,.0f}")
+    elif args.mode == "profile":
+        profiler = cProfile.Profile()
+        in_loop(lambda: profiler.runcall(driver(), args.pairs))
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(25)
+    else:
+
+        def measure() -> list[float]:
+            run = driver()
+            run(args.pairs // 10)
+            samples = []
+            for _ in range(args.runs):
+                t0 = time.process_time_ns()
+                run(args.pairs)
+                samples.append((time.process_time_ns() - t0) / args.pairs)
+            return samples
+
+        median = statistics.median(in_loop(measure))
+        print(f"CPU ns per set+get pair, median of {args.runs}: {median:,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
