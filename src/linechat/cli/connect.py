@@ -8,28 +8,33 @@ a reply is complete and sends in lockstep. The exit statuses are in EPILOG.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
-import ssl
 import sys
-from typing import TYPE_CHECKING, Any
 
-from ..client.pipe import Ending, run_pipe
-from ..client.session import (
+# Light imports only: pipe mode on a plain connection never imports asyncio
+# (see _plain and linechat.client.plain); the rest is imported where used.
+from ..client.basics import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     STARTTLS_PROTOCOLS,
-    ClientProtocol,
     ConnectError,
-    ConnectOptions,
-    client_tls_context,
-    connect,
     describe_error,
+    format_address,
 )
-from .common import CliError, add_loop_option, loop_factory, non_negative_float, port_number
+from .common import (
+    CliError,
+    RawDescriptionHelpFormatter,
+    add_loop_option,
+    non_negative_float,
+    port_number,
+)
 
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ..client.ends import Ending
+    from ..client.session import ClientProtocol, ConnectOptions
     from ..client.transcript import Transcript
     from ..dialects.base import Dialect
 
@@ -71,7 +76,7 @@ def add_parser(commands: Any) -> None:
         "server closes. With --dialect, pipe mode is lockstep: each line is sent once the "
         "reply to the previous one is complete.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "host", nargs="?", default=None, help=f"server host (default {DEFAULT_HOST})"
@@ -214,13 +219,24 @@ def service_port(text: str) -> int:
 
 def say(text: str) -> None:
     """One line for people, on stderr."""
-    with contextlib.suppress(BlockingIOError):
+    try:  # noqa: SIM105 (contextlib is not imported on the fast path)
         print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+    except BlockingIOError:
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
     transcript: Transcript | None = None
     try:
+        _check_usage(args)
+        # --expect reads the transcript, --json is for tools: lockstep even on a terminal.
+        terminal = os.isatty(0) and os.isatty(1) and not (args.expect or args.json)
+        if _plain(args, terminal):
+            return _run_plain(args)
+        import asyncio
+
+        from .common import loop_factory
+
         options = _options(args)
         if args.log:
             from ..client.transcript import Transcript
@@ -229,8 +245,6 @@ def run(args: argparse.Namespace) -> int:
                 transcript = Transcript(args.log)
             except OSError as exc:
                 raise UsageError(f"cannot open --log {args.log}: {exc.strerror}") from None
-        # --expect reads the transcript, --json is for tools: lockstep even on a terminal.
-        terminal = os.isatty(0) and os.isatty(1) and not (args.expect or args.json)
         loop = args.loop if args.loop != "auto" or not terminal else "asyncio"
         with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
             return runner.run(_session(args, options, terminal, transcript))
@@ -243,6 +257,42 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if transcript is not None:
             transcript.close()
+
+
+def _plain(args: argparse.Namespace, terminal: bool) -> bool:
+    """Pipe mode that only shuttles bytes: done without asyncio (it starts sooner).
+
+    Anything more (TLS, STARTTLS, a PROXY header, --log, -v, a dialect, a
+    chosen --loop, a terminal on stdout, whose lines are escaped) takes the
+    asyncio path.
+    """
+    return (
+        not terminal
+        and args.dialect in (None, "line")
+        and not (args.tls or args.starttls or args.send_proxy or args.log or args.verbose)
+        and args.loop == "auto"
+        and not os.isatty(1)
+    )
+
+
+def _run_plain(args: argparse.Namespace) -> int:
+    from ..client.ends import Ending
+    from ..client.plain import open_plain, run_plain_pipe
+
+    host = args.host if args.host is not None else DEFAULT_HOST
+    port = args.port if args.port is not None else DEFAULT_PORT
+    sock = open_plain(host, port, unix=args.unix, timeout=args.connect_timeout or None)
+    ending, read_error = run_plain_pipe(
+        sock,
+        newline=b"\n" if args.lf else b"\r\n",
+        wait=args.wait or None,
+        address=format_address(host, port, args.unix),
+    )
+    if read_error is not None:
+        raise CliError(f"cannot read stdin: {read_error.strerror or read_error}")
+    if ending is Ending.WAIT_EXPIRED:
+        say(f"no answer for {args.wait:g} s after the end of input: closed")
+    return 0
 
 
 def _check_dialect(args: argparse.Namespace) -> None:
@@ -269,7 +319,8 @@ def _check_dialect(args: argparse.Namespace) -> None:
         raise UsageError("--raw is for --dialect redis")
 
 
-def _options(args: argparse.Namespace) -> ConnectOptions:
+def _check_usage(args: argparse.Namespace) -> None:
+    """Every usage error that needs no file opened (exit status 2)."""
     if args.unix and (args.host is not None or args.port is not None):
         raise UsageError("--unix connects instead of TCP: drop HOST/PORT")
     tls_wanted = args.tls or args.starttls is not None
@@ -285,6 +336,14 @@ def _options(args: argparse.Namespace) -> ConnectOptions:
     if args.tls and args.starttls:
         raise UsageError("--tls and --starttls exclude each other (STARTTLS starts in plaintext)")
     _check_dialect(args)
+
+
+def _options(args: argparse.Namespace) -> ConnectOptions:
+    import ssl
+
+    from ..client.session import ConnectOptions, client_tls_context
+
+    tls_wanted = args.tls or args.starttls is not None
     context: ssl.SSLContext | None = None
     if tls_wanted:
         try:
@@ -314,6 +373,10 @@ async def _session(
     terminal: bool,
     transcript: Transcript | None,
 ) -> int:
+    from ..client.ends import Ending
+    from ..client.pipe import run_pipe
+    from ..client.session import connect
+
     wait = args.wait or None
     client = await connect(options, transcript=transcript, on_notice=say)
     if terminal or args.verbose:
@@ -372,6 +435,7 @@ async def _lockstep(
     dialect: Dialect,
     transcript: Transcript | None,
 ) -> int:
+    from ..client.ends import Ending
     from ..client.lockstep import LockstepEnding, run_lockstep
 
     expected = None
@@ -429,6 +493,8 @@ def _tls_summary(client: ClientProtocol) -> str:
 
 
 def _check_lost(client: ClientProtocol, ending: Ending, options: ConnectOptions) -> None:
+    from ..client.ends import Ending
+
     exc = client.close_exception
     if exc is None or client.eof_seen or ending in (Ending.INTERRUPTED, Ending.OUTPUT_CLOSED):
         return

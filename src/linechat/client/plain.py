@@ -1,0 +1,296 @@
+"""Pipe mode without asyncio, for a plain TCP or Unix connection.
+
+``linechat connect HOST PORT < file`` is often a step in a shell loop, where
+start-up is most of its time: importing asyncio alone takes about 25 ms, twice
+what the interpreter needs to start. Without TLS, STARTTLS, a PROXY header, a
+transcript or a dialect, pipe mode is only shuttling bytes, so this module
+does it with a blocking connect and a ``poll`` loop, and the first line leaves
+before asyncio would have been imported.
+
+It behaves as :func:`.pipe.run_pipe` does: line ends converted the same way
+(:mod:`.ends`), flow control both ways (stdin is read only when what was read
+before is sent; the socket only while stdout keeps up), a half-close at the
+end of input, then printing until the server closes or has been silent for
+``wait`` seconds. Failures are :class:`.basics.ConnectError` with the same
+wording. It never prints or exits.
+"""
+
+from __future__ import annotations
+
+# _socket, not socket: socket.py builds enums of every constant at import, ~4 ms
+# of start-up; the C module has all this needs (_socket.socket subclasses it).
+import _socket
+import os
+import select
+import stat
+import time
+
+from .basics import ConnectError, describe_error, format_address
+from .ends import Ending, LineEnds, ReceivedEnds
+
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["open_plain", "run_plain_pipe"]
+
+#: The size of a read from stdin and from the socket (as :mod:`.pipe`).
+CHUNK = 256 * 1024
+#: The socket is not read while more than this waits to be written to stdout.
+OUTPUT_HIGH_WATER = 1024 * 1024
+_IN = select.POLLIN | select.POLLPRI
+_GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def open_plain(
+    host: str, port: int, *, unix: str | None = None, timeout: float | None = 10.0
+) -> _socket.socket:
+    """A connected socket (every address of ``host`` tried in turn, within ``timeout``).
+
+    Raises :class:`ConnectError`, worded as :func:`.session.connect` words it.
+    """
+    address = format_address(host, port, unix)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        candidates: list[tuple[Any, Any, int, str, Any]]
+        if unix is not None:
+            candidates = [(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, "", unix)]
+        else:
+            candidates = _socket.getaddrinfo(
+                host.encode() if host.isascii() else host, port, 0, _socket.SOCK_STREAM
+            )  # bytes: no import of the idna codec for an ASCII name
+        error: OSError | None = None
+        for family, kind, proto, _, target in candidates:
+            sock = _socket.socket(family, kind, proto)
+            try:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("timed out")
+                    sock.settimeout(left)
+                sock.connect(target)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                if isinstance(exc, TimeoutError):
+                    break
+                continue
+            if family != _socket.AF_UNIX:  # as asyncio and uvloop do for TCP
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            return sock
+        raise error or OSError(f"no address for {host}")
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {address}: {describe_error(exc)}") from exc
+
+
+def _is_pipe(fd: int) -> bool:
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+class _Session:
+    """One connection's state; :meth:`run` is the loop."""
+
+    def __init__(self, sock: _socket.socket, newline: bytes, stdin_fd: int, stdout_fd: int) -> None:
+        self.sock = sock
+        self.stdin_fd = stdin_fd
+        self.stdout_fd = stdout_fd
+        self.in_ends = LineEnds(newline)
+        self.out_ends = ReceivedEnds()
+        self.to_send = b""  # stdin converted, not yet taken by the socket
+        self.stdin_open = True
+        self.read_error: OSError | None = None
+        self.eof_at: float | None = None  # when stdin ended
+        self.shut = False  # our half-close is done
+        self.out: list[bytes] = []  # for stdout, in order (a pipe that is behind)
+        self.out_size = 0
+        self.out_async = _is_pipe(stdout_fd)
+        self.broken = False  # stdout cannot be written
+        self.eof_seen = False
+        self.lost: OSError | None = None
+        self.last_received = time.monotonic()
+
+    # -- stdin to the socket --------------------------------------------------
+
+    def read_stdin(self) -> None:
+        try:
+            data = os.read(self.stdin_fd, CHUNK)
+        except OSError as exc:
+            data, self.read_error = b"", exc
+        if data:
+            self.to_send = self.in_ends.convert(data)
+        else:
+            self.stdin_open = False
+            self.eof_at = time.monotonic()
+            self.to_send = self.in_ends.finish()
+        self.send()
+
+    def send(self) -> None:
+        data = self.to_send
+        if data:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.lost = exc
+                return
+            self.to_send = data[sent:] if sent < len(data) else b""
+        if not self.to_send and not self.stdin_open and not self.shut:
+            self.shut = True
+            try:
+                self.sock.shutdown(_socket.SHUT_WR)
+            except OSError as exc:
+                self.lost = exc
+
+    # -- the socket to stdout -------------------------------------------------
+
+    def receive(self) -> None:
+        try:
+            data = self.sock.recv(CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.lost = exc
+            return
+        self.last_received = time.monotonic()
+        if not data:
+            self.eof_seen = True
+            return
+        self.write(self.out_ends.convert(data))
+
+    def write(self, data: bytes) -> None:
+        if self.broken or not data:
+            return
+        if self.out:
+            self.out.append(data)
+            self.out_size += len(data)
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.stdout_fd, view) :]
+        except BlockingIOError:
+            if self.out_async:
+                rest = bytes(view)
+                self.out.append(rest)
+                self.out_size += len(rest)
+            else:  # someone else made a file non-blocking: write it all anyway
+                self._write_blocking(view)
+        except OSError:
+            self.broken = True
+
+    def _write_blocking(self, view: memoryview) -> None:
+        os.set_blocking(self.stdout_fd, True)
+        try:
+            while view:
+                view = view[os.write(self.stdout_fd, view) :]
+        except OSError:
+            self.broken = True
+
+    def flush_output(self) -> None:
+        """Write what waits for stdout, as far as it takes it now."""
+        while self.out and not self.broken:
+            data = self.out[0]
+            try:
+                written = os.write(self.stdout_fd, data)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.broken = True
+                return
+            self.out_size -= written
+            if written < len(data):
+                self.out[0] = data[written:]
+                return
+            self.out.pop(0)
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self, wait: float | None) -> Ending:
+        poller = select.poll()
+        sock_fd = self.sock.fileno()
+        registered: dict[int, int] = {}
+        while True:
+            if self.lost is not None or self.eof_seen:
+                return Ending.SERVER_CLOSED
+            if self.broken and self.out_async:
+                return Ending.OUTPUT_CLOSED
+            want: dict[int, int] = {}
+            events = 0
+            if self.out_size < OUTPUT_HIGH_WATER:
+                events |= _IN
+            if self.to_send:
+                events |= select.POLLOUT
+            want[sock_fd] = events
+            if self.stdin_open and not self.to_send:
+                want[self.stdin_fd] = want.get(self.stdin_fd, 0) | _IN
+            if self.out:
+                want[self.stdout_fd] = want.get(self.stdout_fd, 0) | select.POLLOUT
+            for fd in registered.keys() - want.keys():
+                poller.unregister(fd)
+                del registered[fd]
+            for fd, mask in want.items():
+                if registered.get(fd) != mask:
+                    poller.register(fd, mask)
+                    registered[fd] = mask
+            timeout_ms: int | None = None
+            if self.eof_at is not None and wait is not None:
+                if self.out_size >= OUTPUT_HIGH_WATER:  # stdout is behind, not the server silent
+                    self.last_received = time.monotonic()
+                left = max(self.eof_at, self.last_received) + wait - time.monotonic()
+                if left <= 0:
+                    return Ending.WAIT_EXPIRED
+                timeout_ms = int(left * 1000) + 1
+            for fd, happened in poller.poll(timeout_ms):
+                if fd == sock_fd:
+                    if happened & (_IN | _GONE):
+                        self.receive()
+                    if happened & select.POLLOUT or (happened & _GONE and self.to_send):
+                        self.send()
+                    continue
+                if fd == self.stdout_fd and happened & (select.POLLOUT | _GONE):
+                    self.flush_output()
+                ready = happened & (_IN | _GONE)
+                if fd == self.stdin_fd and ready and self.stdin_open and not self.to_send:
+                    self.read_stdin()
+
+
+def run_plain_pipe(
+    sock: _socket.socket,
+    *,
+    newline: bytes = b"\r\n",
+    wait: float | None,
+    address: str = "",
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+) -> tuple[Ending, OSError | None]:
+    """Send stdin on ``sock``, print what comes back, until the exchange is over.
+
+    The same contract as :func:`.pipe.run_pipe`: returns how it ended and a
+    read error on stdin if there was one; a connection lost (reset) before
+    the server ended its side raises :class:`ConnectError`. ``sock`` is
+    closed on return.
+    """
+    session = _Session(sock, newline, stdin_fd, stdout_fd)
+    restore = session.out_async and os.get_blocking(stdout_fd)
+    if restore:
+        os.set_blocking(stdout_fd, False)
+    try:
+        ending = session.run(wait)
+        if session.broken:
+            ending = Ending.OUTPUT_CLOSED
+    finally:
+        sock.close()
+        session.write(session.out_ends.finish())
+        if restore:
+            os.set_blocking(stdout_fd, True)
+        if session.out and not session.broken:
+            session._write_blocking(memoryview(b"".join(session.out)))
+    if session.lost is not None and ending is Ending.SERVER_CLOSED:
+        raise ConnectError(f"connection to {address} lost: {describe_error(session.lost)}")
+    return ending, session.read_error
