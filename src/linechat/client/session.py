@@ -221,8 +221,17 @@ class ClientProtocol(LineProtocol):
         self.write_raw(line + self.newline)
 
     def send_data(self, data: bytes) -> None:
-        """Send bytes already ended the client's way (pipe mode's bulk path)."""
-        self.write_raw(data)
+        """Send bytes already ended the client's way (pipe mode's bulk path, lockstep).
+
+        Straight to the transport when nothing is queued before it: lockstep
+        sends once per reply, and each call saved is on the round trip.
+        """
+        transport = self.transport
+        if self._out or self._in_chunk or self._closing or transport is None or not data:
+            self.write_raw(data)
+            return
+        self.bytes_out += len(data)
+        transport.write(data)
 
     def finish_sending(self) -> None:
         """Half-close: tell the server we are done, keep reading its answers.
