@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..client.ends import Ending
+    from ..client.expect import Expected
+    from ..client.lockstep import LockstepResult
     from ..client.session import ClientProtocol, ConnectOptions
     from ..client.transcript import Transcript
     from ..dialects.base import Dialect
@@ -260,15 +262,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plain(args: argparse.Namespace, terminal: bool) -> bool:
-    """Pipe mode that only shuttles bytes: done without asyncio (it starts sooner).
+    """Pipe mode on a plain connection: done without asyncio (it starts sooner).
 
-    Anything more (TLS, STARTTLS, a PROXY header, --log, -v, a dialect, a
-    chosen --loop, a terminal on stdout, whose lines are escaped) takes the
-    asyncio path.
+    Pipe mode and lockstep (--dialect) both; anything more (TLS, STARTTLS, a
+    PROXY header, --log, -v, a chosen --loop, a terminal on stdout, whose
+    lines are escaped) takes the asyncio path.
     """
     return (
         not terminal
-        and args.dialect in (None, "line")
         and not (args.tls or args.starttls or args.send_proxy or args.log or args.verbose)
         and args.loop == "auto"
         and not os.isatty(1)
@@ -281,12 +282,30 @@ def _run_plain(args: argparse.Namespace) -> int:
 
     host = args.host if args.host is not None else DEFAULT_HOST
     port = args.port if args.port is not None else DEFAULT_PORT
+    newline = b"\n" if args.lf else b"\r\n"
+    address = format_address(host, port, args.unix)
+    if args.dialect not in (None, "line"):
+        from ..client.lockstep import LockstepEnding
+        from ..client.plain import run_plain_lockstep
+
+        expected = _expected(args)
+        dialect = _make(args, newline, starttls=False)
+        sock = open_plain(host, port, unix=args.unix, timeout=args.connect_timeout or None)
+        result, lost = run_plain_lockstep(
+            sock,
+            dialect,
+            keep_going=args.keep_going,
+            reply_timeout=args.reply_timeout or None,
+            wait=args.wait or None,
+            as_json=args.json,
+            expected=expected,
+        )
+        if result.ending in (LockstepEnding.SERVER_CLOSED, LockstepEnding.LOST) and lost:
+            raise ConnectError(f"connection to {address} lost: {describe_error(lost)}")
+        return _lockstep_status(result)
     sock = open_plain(host, port, unix=args.unix, timeout=args.connect_timeout or None)
     ending, read_error = run_plain_pipe(
-        sock,
-        newline=b"\n" if args.lf else b"\r\n",
-        wait=args.wait or None,
-        address=format_address(host, port, args.unix),
+        sock, newline=newline, wait=args.wait or None, address=address
     )
     if read_error is not None:
         raise CliError(f"cannot read stdin: {read_error.strerror or read_error}")
@@ -413,15 +432,28 @@ async def _session(
 def _dialect(args: argparse.Namespace, options: ConnectOptions) -> Dialect | None:
     if args.dialect in (None, "line"):
         return None
-    return _make(args, options)
+    return _make(args, options.newline, options.starttls is not None)
 
 
-def _make(args: argparse.Namespace, options: ConnectOptions) -> Dialect:
+def _expected(args: argparse.Namespace) -> Expected | None:
+    """--expect's transcript, read (a usage error when it cannot be)."""
+    if not args.expect:
+        return None
+    from ..client.expect import Expected, TranscriptError, read_transcript
+
+    try:
+        records, _ = read_transcript(args.expect)
+        return Expected(args.expect, records)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _make(args: argparse.Namespace, newline: bytes, starttls: bool) -> Dialect:
     from ..dialects import load
 
     return load(args.dialect)(
-        newline=options.newline,
-        greeting=False if options.starttls else None,  # STARTTLS has read it
+        newline=newline,
+        greeting=False if starttls else None,  # STARTTLS has read it
         verbatim=args.expect is not None,
         unstuff=args.unstuff,
         raw=args.raw,
@@ -438,15 +470,7 @@ async def _lockstep(
     from ..client.ends import Ending
     from ..client.lockstep import LockstepEnding, run_lockstep
 
-    expected = None
-    if args.expect:
-        from ..client.expect import Expected, TranscriptError, read_transcript
-
-        try:
-            records, _ = read_transcript(args.expect)
-            expected = Expected(args.expect, records)
-        except TranscriptError as exc:
-            raise UsageError(str(exc)) from None
+    expected = _expected(args)
     result = await run_lockstep(
         client,
         dialect,
@@ -462,6 +486,14 @@ async def _lockstep(
         transcript.note(f"end: {ending.value}")
     if ending in (LockstepEnding.SERVER_CLOSED, LockstepEnding.LOST):
         _check_lost(client, Ending.SERVER_CLOSED, options)
+    return _lockstep_status(result)
+
+
+def _lockstep_status(result: LockstepResult) -> int:
+    """The exit status of a lockstep session (EPILOG), with its one line on stderr."""
+    from ..client.lockstep import LockstepEnding
+
+    ending = result.ending
     if result.read_error is not None:
         raise CliError(f"cannot read stdin: {result.read_error.strerror or result.read_error}")
     if ending is LockstepEnding.TIMEOUT:

@@ -30,9 +30,15 @@ from .ends import Ending, LineEnds, ReceivedEnds
 
 TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
-__all__ = ["open_plain", "run_plain_pipe"]
+    from ..dialects.base import Dialect
+    from .expect import Expected
+    from .lockstep import Lockstep, LockstepResult
+    from .pipe import Feeder
+
+__all__ = ["open_plain", "run_plain_lockstep", "run_plain_pipe"]
 
 #: The size of a read from stdin and from the socket (as :mod:`.pipe`).
 CHUNK = 256 * 1024
@@ -294,3 +300,241 @@ def run_plain_pipe(
     if session.lost is not None and ending is Ending.SERVER_CLOSED:
         raise ConnectError(f"connection to {address} lost: {describe_error(session.lost)}")
     return ending, session.read_error
+
+
+# -- lockstep (--dialect) without asyncio ---------------------------------------------
+
+
+class _Timer:
+    """What ``call_later`` gives: a callback at a time, until cancelled."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Result:
+    """What ``create_future`` gives, without asyncio: set once, then done."""
+
+    __slots__ = ("_done", "_value")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._value: Any = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self._done, self._value = True, value
+
+    def result(self) -> Any:
+        return self._value
+
+
+class _Clock:
+    """The two things :class:`.lockstep.Lockstep` asks of a loop: timers and a result."""
+
+    def __init__(self) -> None:
+        self.timers: list[_Timer] = []  # few (a reply deadline, an output batch): a list
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> _Timer:
+        timer = _Timer(time.monotonic() + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def create_future(self) -> _Result:
+        return _Result()
+
+    def next_ms(self) -> int | None:
+        """Milliseconds until the next timer (None: no timer)."""
+        self.timers = [timer for timer in self.timers if not timer.cancelled]
+        if not self.timers:
+            return None
+        left = min(timer.when for timer in self.timers) - time.monotonic()
+        return max(0, int(left * 1000) + 1)
+
+    def run_due(self) -> None:
+        now = time.monotonic()
+        due = [timer for timer in self.timers if timer.when <= now and not timer.cancelled]
+        if due:
+            self.timers = [timer for timer in self.timers if timer not in due]
+            for timer in sorted(due, key=lambda timer: timer.when):
+                timer.callback()
+
+
+class _Connection(_Session):
+    """Stands where :class:`.session.ClientProtocol` does for the lockstep state machine."""
+
+    def send_data(self, data: bytes) -> None:
+        if self.lost is not None:
+            return
+        self.to_send += data
+        self.send()
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        lines.append(b"")
+        self.write(b"\n".join(lines))
+
+
+def run_plain_lockstep(
+    sock: _socket.socket,
+    dialect: Dialect,
+    *,
+    keep_going: bool = False,
+    reply_timeout: float | None = 30.0,
+    wait: float | None = 10.0,
+    as_json: bool = False,
+    expected: Expected | None = None,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+) -> tuple[LockstepResult, OSError | None]:
+    """:func:`.lockstep.run_lockstep` on a plain socket, without asyncio.
+
+    The same state machine (:class:`.lockstep.Lockstep`) on a ``poll`` loop:
+    after a command is sent the loop sleeps in ``poll`` until the reply
+    comes, reads it, and the end of the reply sends the next line from
+    there. Returns the result, and the error that lost the connection (a
+    reset, not the server's orderly close) if there was one. ``sock`` is
+    closed on return.
+    """
+    from .lockstep import Lockstep, LockstepEnding, LockstepResult, _Batched
+
+    connection = _Connection(sock, dialect.newline, stdin_fd, stdout_fd)
+    connection.stdin_open = expected is None
+    connection.shut = True  # no half-close in lockstep: the session ends it (and QUIT)
+    clock = _Clock()
+    output = _Batched(connection, loop=clock)  # type: ignore[arg-type]
+    session = Lockstep(
+        connection,  # type: ignore[arg-type]
+        dialect,
+        keep_going=keep_going,
+        reply_timeout=reply_timeout,
+        wait=wait,
+        as_json=as_json,
+        transcript=None,
+        expected=expected,
+        write_lines=output.show,
+        loop=clock,
+    )
+    lines = session.input
+    paused: list[bool] = [False]
+    lines.pause = lambda: paused.__setitem__(0, True)
+    lines.resume = lambda: paused.__setitem__(0, False)
+    restore = connection.out_async and os.get_blocking(stdout_fd)
+    if restore:
+        os.set_blocking(stdout_fd, False)
+    poller = select.poll()
+    sock_fd = sock.fileno()
+    registered: dict[int, int] = {}
+    finished = session.finished
+    try:
+        session.start()
+        if expected is not None:
+            lines.lines.extend(expected.inputs())
+            lines.eof()
+        while not finished.done():
+            if connection.broken and connection.out_async:
+                break
+            want = {sock_fd: _IN | (select.POLLOUT if connection.to_send else 0)}
+            if connection.out_size >= OUTPUT_HIGH_WATER:
+                want[sock_fd] &= ~_IN
+            if connection.stdin_open and not paused[0]:
+                want[stdin_fd] = want.get(stdin_fd, 0) | _IN
+            if connection.out:
+                want[stdout_fd] = want.get(stdout_fd, 0) | select.POLLOUT
+            if want != registered:
+                for fd in registered.keys() - want.keys():
+                    poller.unregister(fd)
+                for fd, mask in want.items():
+                    if registered.get(fd) != mask:
+                        poller.register(fd, mask)
+                registered = want
+            for fd, happened in poller.poll(clock.next_ms()):
+                if fd == sock_fd:
+                    if happened & select.POLLOUT:
+                        connection.send()
+                    if happened & (_IN | _GONE):
+                        _receive(connection, session)
+                    continue
+                if fd == stdout_fd and happened & (select.POLLOUT | _GONE):
+                    connection.flush_output()
+                if fd == stdin_fd and happened & (_IN | _GONE) and connection.stdin_open:
+                    _read_input(connection, lines)
+                if finished.done():
+                    break
+            if connection.lost is not None and not finished.done():
+                session.connection_closed()
+            clock.run_due()
+        output.flush()
+        ending = finished.result() if finished.done() else LockstepEnding.OUTPUT_CLOSED
+        if connection.broken:
+            ending = LockstepEnding.OUTPUT_CLOSED
+    finally:
+        output.flush()
+        _close(connection)
+        if restore:
+            os.set_blocking(stdout_fd, True)
+        if connection.out and not connection.broken:
+            connection._write_blocking(memoryview(b"".join(connection.out)))
+    lost = connection.lost if not connection.eof_seen else None
+    result = LockstepResult(
+        ending=ending,
+        errors=session.errors,
+        exchanges=session.count,
+        detail=session.detail,
+        read_error=lines.error,
+    )
+    return result, lost
+
+
+def _receive(connection: _Connection, session: Lockstep) -> None:
+    try:
+        data = connection.sock.recv(CHUNK)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError as exc:
+        connection.lost = exc
+        session.connection_closed()
+        return
+    connection.last_received = time.monotonic()
+    if data:
+        session.received(data)
+    else:
+        connection.eof_seen = True
+        session.connection_closed()
+
+
+def _read_input(connection: _Connection, lines: Feeder) -> None:
+    try:
+        data = os.read(connection.stdin_fd, CHUNK)
+    except OSError as exc:
+        connection.stdin_open = False
+        lines.eof(exc)
+        return
+    if data:
+        lines.feed(data)
+    else:
+        connection.stdin_open = False
+        lines.eof()
+
+
+def _close(connection: _Connection) -> None:
+    """Send what is queued (2 s at most), then close, as the asyncio client's close does."""
+    sock = connection.sock
+    if connection.to_send and connection.lost is None and not connection.eof_seen:
+        deadline = time.monotonic() + 2
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        while connection.to_send and connection.lost is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(int(left * 1000) + 1):
+                break
+            connection.send()
+    sock.close()
