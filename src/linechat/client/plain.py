@@ -44,6 +44,9 @@ __all__ = ["open_plain", "run_plain_lockstep", "run_plain_pipe"]
 CHUNK = 256 * 1024
 #: The socket is not read while more than this waits to be written to stdout.
 OUTPUT_HIGH_WATER = 1024 * 1024
+#: Lockstep: how often a wait for a reply looks at its timers (output
+#: batches are written at most this late, as the asyncio client's 20 ms).
+WAKE = 0.02
 _IN = select.POLLIN | select.POLLPRI
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
@@ -119,6 +122,16 @@ class _Session:
         self.eof_seen = False
         self.lost: OSError | None = None
         self.last_received = time.monotonic()
+        # Reads land here and only what came is copied out: recv(CHUNK) would
+        # allocate (mmap) and shrink (mremap, munmap) 256 KiB every time,
+        # three system calls per small lockstep reply.
+        self.buffer = bytearray(CHUNK)
+        self.view = memoryview(self.buffer)
+
+    def recv(self) -> bytes:
+        """One read from the socket (b"" at its end); OSError as the socket raises it."""
+        count = self.sock.recv_into(self.buffer)
+        return bytes(self.view[:count])
 
     # -- stdin to the socket --------------------------------------------------
 
@@ -157,7 +170,7 @@ class _Session:
 
     def receive(self) -> None:
         try:
-            data = self.sock.recv(CHUNK)
+            data = self.recv()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -339,33 +352,44 @@ class _Result:
 
 
 class _Clock:
-    """The two things :class:`.lockstep.Lockstep` asks of a loop: timers and a result."""
+    """The two things :class:`.lockstep.Lockstep` asks of a loop: timers and a result.
+
+    Few timers live at once (a reply deadline, an output batch): a list, and
+    the earliest time kept so that the loop's look costs one comparison.
+    """
 
     def __init__(self) -> None:
-        self.timers: list[_Timer] = []  # few (a reply deadline, an output batch): a list
+        self.timers: list[_Timer] = []
+        self.earliest: float | None = None
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> _Timer:
         timer = _Timer(time.monotonic() + delay, callback)
         self.timers.append(timer)
+        if self.earliest is None or timer.when < self.earliest:
+            self.earliest = timer.when
         return timer
 
     def create_future(self) -> _Result:
         return _Result()
 
-    def next_ms(self) -> int | None:
-        """Milliseconds until the next timer (None: no timer)."""
-        self.timers = [timer for timer in self.timers if not timer.cancelled]
-        if not self.timers:
+    def timeout_ms(self, now: float) -> int | None:
+        """Milliseconds from ``now`` to the next timer (None: none); a cancelled
+        timer may wake the loop for nothing, which costs one look."""
+        earliest = self.earliest
+        if earliest is None:
             return None
-        left = min(timer.when for timer in self.timers) - time.monotonic()
-        return max(0, int(left * 1000) + 1)
+        return max(0, int((earliest - now) * 1000) + 1)
 
-    def run_due(self) -> None:
-        now = time.monotonic()
-        due = [timer for timer in self.timers if timer.when <= now and not timer.cancelled]
-        if due:
-            self.timers = [timer for timer in self.timers if timer not in due]
-            for timer in sorted(due, key=lambda timer: timer.when):
+    def run_due(self, now: float) -> None:
+        if self.earliest is None or now < self.earliest:
+            return
+        due = sorted(
+            (timer for timer in self.timers if timer.when <= now), key=lambda timer: timer.when
+        )
+        self.timers = [timer for timer in self.timers if timer.when > now and not timer.cancelled]
+        self.earliest = min((timer.when for timer in self.timers), default=None)
+        for timer in due:
+            if not timer.cancelled:
                 timer.callback()
 
 
@@ -434,29 +458,53 @@ def run_plain_lockstep(
     sock_fd = sock.fileno()
     registered: dict[int, int] = {}
     finished = session.finished
+    import struct
+
+    # Blocking, with kernel timeouts: a recv or send returns EAGAIN after WAKE
+    # seconds (BlockingIOError, handled as "not now"); recv after poll
+    # reported data never waits.
+    sock.setblocking(True)
+    timeval = struct.pack("@ll", 0, int(WAKE * 1_000_000))
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, timeval)
     try:
         session.start()
         if expected is not None:
             lines.lines.extend(expected.inputs())
             lines.eof()
+        state = (-1, -1, -1)
+        monotonic = time.monotonic
+        poll = poller.poll
         while not finished.done():
             if connection.broken and connection.out_async:
                 break
-            want = {sock_fd: _IN | (select.POLLOUT if connection.to_send else 0)}
-            if connection.out_size >= OUTPUT_HIGH_WATER:
-                want[sock_fd] &= ~_IN
-            if connection.stdin_open and not paused[0]:
-                want[stdin_fd] = want.get(stdin_fd, 0) | _IN
-            if connection.out:
-                want[stdout_fd] = want.get(stdout_fd, 0) | select.POLLOUT
-            if want != registered:
-                for fd in registered.keys() - want.keys():
+            if dialect.waiting and not connection.to_send and not connection.out:
+                # A reply is awaited and nothing else needs watching (stdin is
+                # read between replies): sleep in recv itself, as redis-cli
+                # does, not in poll and then recv. SO_RCVTIMEO wakes it every
+                # WAKE seconds for the timers (reply deadline, output batch).
+                _receive(connection, session)
+                clock.run_due(monotonic())
+                continue
+            wanted = (
+                (_IN if connection.out_size < OUTPUT_HIGH_WATER else 0)
+                | (select.POLLOUT if connection.to_send else 0),
+                _IN if connection.stdin_open and not paused[0] else 0,
+                select.POLLOUT if connection.out else 0,
+            )
+            if wanted != state:  # (re)register only what changed: most turns, nothing
+                state = wanted
+                masks: dict[int, int] = {sock_fd: wanted[0]}
+                for fd, mask in ((stdin_fd, wanted[1]), (stdout_fd, wanted[2])):
+                    if mask:
+                        masks[fd] = masks.get(fd, 0) | mask
+                for fd in registered.keys() - masks.keys():
                     poller.unregister(fd)
-                for fd, mask in want.items():
+                for fd, mask in masks.items():
                     if registered.get(fd) != mask:
                         poller.register(fd, mask)
-                registered = want
-            for fd, happened in poller.poll(clock.next_ms()):
+                registered = masks
+            for fd, happened in poll(clock.timeout_ms(monotonic())):
                 if fd == sock_fd:
                     if happened & select.POLLOUT:
                         connection.send()
@@ -471,7 +519,7 @@ def run_plain_lockstep(
                     break
             if connection.lost is not None and not finished.done():
                 session.connection_closed()
-            clock.run_due()
+            clock.run_due(monotonic())
         output.flush()
         ending = finished.result() if finished.done() else LockstepEnding.OUTPUT_CLOSED
         if connection.broken:
@@ -496,7 +544,7 @@ def run_plain_lockstep(
 
 def _receive(connection: _Connection, session: Lockstep) -> None:
     try:
-        data = connection.sock.recv(CHUNK)
+        data = connection.recv()
     except (BlockingIOError, InterruptedError):
         return
     except OSError as exc:
