@@ -320,16 +320,25 @@ HEAVY = (
 )
 
 
+#: Runs the command as the `linechat` entry point does, then lists sys.modules
+#: (-X importtime misses what importlib.import_module loads).
+LIST_MODULES = (
+    "import sys\n"
+    "from linechat.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "sys.stderr.write('\\nMODULES ' + ' '.join(sorted(sys.modules)) + '\\n')\n"
+    "sys.exit(code)\n"
+)
+
+
 def imported_modules(*args: str, input: bytes) -> set[str]:
-    """The modules `linechat connect ARGS` imports (from ``-X importtime``)."""
-    command = [sys.executable, "-X", "importtime", *linechat_command("connect", *args)[1:]]
+    """The modules `linechat connect ARGS` has imported by its end."""
+    command = [sys.executable, "-c", LIST_MODULES, "connect", *args]
     result = subprocess.run(command, input=input, capture_output=True, timeout=30)
     assert result.returncode == 0, result.stderr[-2000:]
-    names = set()
-    for line in result.stderr.decode().splitlines():
-        if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip())
-    assert "linechat.cli" in names  # the parsing works: this is the list
+    listing = result.stderr.rsplit(b"\nMODULES ", 1)[1].decode()
+    names = set(listing.split())
+    assert "linechat.cli.connect" in names  # the listing works
     return names
 
 
@@ -346,6 +355,20 @@ def test_plain_pipe_mode_imports_no_asyncio_server_or_services(
     # The same check sees them on the asyncio path (it can fail).
     names = imported_modules("--loop", "asyncio", *address, input=SEED_INPUT)
     assert {"asyncio", "linechat.client.session", "linechat.client.pipe"} <= names
+
+
+def test_plain_lockstep_imports_no_asyncio(peer: Callable[[Callable[[Conn], None]], Peer]) -> None:
+    def script(conn: Conn) -> None:
+        assert conn.line() == b"PING\r\n"
+        conn.send(b"+PONG\r\n")
+        conn.until_eof()
+
+    server = peer(script)
+    names = imported_modules("--dialect", "redis", "127.0.0.1", str(server.port), input=b"PING\n")
+    server.join()
+    assert {"linechat.client.plain", "linechat.client.lockstep", "linechat.dialects.resp"} <= names
+    heavy = sorted(n for n in names for h in HEAVY if n == h or n.startswith(h + "."))
+    assert heavy == [], heavy
 
 
 @pytest.mark.usefixtures("pipe_path")
