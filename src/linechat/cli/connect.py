@@ -184,7 +184,11 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="do not keep the line editor's history ($XDG_STATE_HOME/linechat/history)",
     )
-    add_loop_option(parser, "uvloop in pipe mode when installed")
+    add_loop_option(
+        parser,
+        "in pipe mode on a plain connection none, asyncio-free and quicker to start; "
+        "otherwise uvloop in pipe mode when installed",
+    )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="report the connection and STARTTLS on stderr"
     )
