@@ -544,7 +544,7 @@ def run_plain_lockstep(
 
 def _receive(connection: _Connection, session: Lockstep) -> None:
     try:
-        data = connection.recv()
+        data = bytes(connection.view[: connection.sock.recv_into(connection.buffer)])
     except (BlockingIOError, InterruptedError):
         return
     except OSError as exc:

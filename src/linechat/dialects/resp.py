@@ -119,21 +119,26 @@ class Resp(Dialect):
             return None
         kind = data[0]
         if kind in _LINES and end == len(data) - 1:
-            value = Value(kind, data[1 : end - 1])
+            payload = data[1 : end - 1]
         elif kind == _DOLLAR and data[1 : end - 1].isdigit():
             size = int(data[1 : end - 1])
             if len(data) != end + size + 3 or data[-2:] != b"\r\n":
                 return None
-            value = Value(kind, data[end + 1 : -2])
+            payload = data[end + 1 : -2]
         else:
             return None
         if kind in _SPECIAL:
             return None  # attributes, nil lengths...: the general path
-        events: list[Event] = []
-        events.extend(format_value(value, raw=self.raw).split(b"\n"))
+        if kind == _PLUS or (self.raw and kind in _SIMPLE):  # shown as it came (format_value)
+            text = payload
+        else:
+            text = format_value(Value(kind, payload), raw=self.raw)
         self.waiting = False
-        events.append(_ERROR if kind == _MINUS else _OK)
-        return events
+        if b"\n" in text:
+            events: list[Event] = list(text.split(b"\n"))
+            events.append(_ERROR if kind == _MINUS else _OK)
+            return events
+        return [text, _ERROR if kind == _MINUS else _OK]
 
     def _header(self, line: bytes) -> Value | None:
         """The value a header line starts; None when more is to come for it."""
