@@ -39,11 +39,18 @@ def _columns() -> int:
     except ValueError:
         columns = 0
     if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
+        global _TERMINAL_COLUMNS
+        if _TERMINAL_COLUMNS is None:  # asked once: argparse makes a formatter per argument
+            try:
+                stdout = sys.__stdout__.fileno()  # type: ignore[union-attr]
+                _TERMINAL_COLUMNS = os.get_terminal_size(stdout).columns
+            except (AttributeError, ValueError, OSError):
+                _TERMINAL_COLUMNS = 0
+        columns = _TERMINAL_COLUMNS
     return columns or 80
+
+
+_TERMINAL_COLUMNS: int | None = None
 
 
 class HelpFormatter(argparse.HelpFormatter):
