@@ -322,11 +322,15 @@ HEAVY = (
 
 #: Runs the command as the `linechat` entry point does, then lists sys.modules
 #: (-X importtime misses what importlib.import_module loads).
+#: Only what the command itself imported is listed: what the interpreter's
+#: start-up loaded (site, .pth files, a coverage hook) is left out.
 LIST_MODULES = (
     "import sys\n"
+    "before = set(sys.modules)\n"
     "from linechat.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "sys.stderr.write('\\nMODULES ' + ' '.join(sorted(sys.modules)) + '\\n')\n"
+    "new = sorted(set(sys.modules) - before)\n"
+    "sys.stderr.write('\\nMODULES ' + ' '.join(new) + '\\n')\n"
     "sys.exit(code)\n"
 )
 
