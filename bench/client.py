@@ -265,6 +265,11 @@ def main() -> int:
         for name in names:
             if not name.startswith("seed"):
                 ttfb[name] = time_to_first_byte(CLIENTS[name][0], args.ttfb_runs)
+        script = REPO / ".venv" / "bin" / "linechat"
+        if script.exists():  # the command people type: no runpy, as `python -m` needs
+            ttfb["`linechat connect` (the installed script)"] = time_to_first_byte(
+                lambda port: [str(script), "connect", HOST, str(port)], args.ttfb_runs
+            )
         # Beside it, the floor no Python client can go under: start and exit.
         ttfb["`python -c pass` (start to exit)"] = time_to_exit(
             [PYTHON, "-c", "pass"], args.ttfb_runs

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import socket
 import statistics
@@ -85,14 +86,22 @@ def server(command: list[str], port: int) -> Iterator[int]:
             process.wait()
 
 
+#: CPU seconds (user + system) of each timed run, in order: less disturbed by
+#: a loaded machine than wall time, reported beside it.
+CPU: list[float] = []
+
+
 def timed(command: list[str], source: Path | None, lines: int | None) -> float:
     """Wall seconds of one client run; raises unless it exits 0 with ``lines`` lines out."""
     with open(source or os.devnull, "rb") as stdin:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         result = subprocess.run(
             client_bench.pinned(1, command), stdin=stdin, capture_output=True, timeout=900
         )
         elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     got = result.stdout.count(b"\n")
     if result.returncode != 0 or (lines is not None and got != lines):
         raise RuntimeError(
@@ -165,9 +174,11 @@ def main() -> int:
             cli = ["redis-cli", "-h", HOST, "-p", str(port)]
             timed(linechat, script, args.commands)  # warm-up: bytecode cache, server state
             times: dict[str, list[float]] = {"linechat": [], "redis-cli": []}
+            cpu: dict[str, list[float]] = {"linechat": [], "redis-cli": []}
             for run in range(args.runs):
                 for name, command in (("linechat", linechat), ("redis-cli", cli)):
                     times[name].append(timed(command, script, args.commands))
+                    cpu[name].append(CPU[-1])
                     print(f"run {run + 1}: redis {name}: {times[name][-1]:.2f} s", file=sys.stderr)
         ours, theirs = (
             rate(args.commands, times["linechat"]),
@@ -179,6 +190,12 @@ def main() -> int:
             f"| `redis-cli` (stdin) | {args.commands:,} commands | "
             f"{statistics.median(times['redis-cli']):.3f} | {theirs:,.0f} | 1.00x |",
         ]
+        ours_cpu, theirs_cpu = (statistics.median(cpu[name]) for name in ("linechat", "redis-cli"))
+        cpu_note = (
+            f"CPU per run (user + system, median): linechat {ours_cpu:.3f} s "
+            f"({ours_cpu / args.commands * 1e6:.1f} us a command, start-up included), "
+            f"redis-cli {theirs_cpu:.3f} s ({theirs_cpu / args.commands * 1e6:.1f} us)."
+        )
 
         script = Path(folder) / "smtp.txt"
         smtp_script(script, args.messages)
@@ -220,7 +237,7 @@ def main() -> int:
                 f"| {label} | {statistics.median(values) * 1e3:.1f} | "
                 f"{min(values) * 1e3:.1f} | {max(values) * 1e3:.1f} |"
             )
-    print("\n".join(report))
+    print("\n".join([*report, "", cpu_note]))
     return 0
 
 

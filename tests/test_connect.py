@@ -32,11 +32,28 @@ SEED_OUTPUT = b"You sent: Hello!\nYou sent: This is a line.\nYou sent: This is a
 SEED_SERVER = Path(__file__).with_name("seed_server.py")
 
 
+#: Flags put before every `linechat connect` of the pipe-mode tests: set by
+#: the ``pipe_path`` fixture, so that they run on both implementations.
+PATH_FLAGS: list[str] = []
+
+
+@pytest.fixture(params=["plain", "asyncio"])
+def pipe_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Pipe mode without asyncio (the default on a plain connection), then with it.
+
+    ``--loop asyncio`` takes the asyncio path (any flag beyond the plain ones
+    does); both must behave the same.
+    """
+    PATH_FLAGS[:] = [] if request.param == "plain" else ["--loop", "asyncio"]
+    yield request.param
+    PATH_FLAGS.clear()
+
+
 def run_connect(
     *args: str, input: bytes = b"", timeout: float = 30, stdin: IO[bytes] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `linechat connect ARGS` with ``input`` (a pipe) or ``stdin`` (a file) on stdin."""
-    command = linechat_command("connect", *args)
+    command = linechat_command("connect", *PATH_FLAGS, *args)
     if stdin is not None:
         return subprocess.run(command, stdin=stdin, capture_output=True, timeout=timeout)
     return subprocess.run(command, input=input, capture_output=True, timeout=timeout)
@@ -153,6 +170,7 @@ def peer() -> Iterator[Callable[[Callable[[Conn], None]], Peer]]:
 # -- pipe mode: the seed's transcripts -------------------------------------------
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_seed_transcript_against_linechat_serve(serve: Callable[..., Served]) -> None:
     served = serve()
     result = run_connect(served.host, str(served.port), input=SEED_INPUT)
@@ -161,6 +179,7 @@ def test_seed_transcript_against_linechat_serve(serve: Callable[..., Served]) ->
     assert result.stderr == b""
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_seed_transcript_against_the_seed_server(tmp_path: Path) -> None:
     log = tmp_path / "seed.log"
     with log.open("wb") as out:
@@ -180,6 +199,7 @@ def test_seed_transcript_against_the_seed_server(tmp_path: Path) -> None:
     assert result.stdout == SEED_OUTPUT
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_stdin_from_a_file_many_lines(serve: Callable[..., Served], tmp_path: Path) -> None:
     served = serve()
     lines = [f"line {i}".encode() for i in range(100_000)]
@@ -191,6 +211,7 @@ def test_stdin_from_a_file_many_lines(serve: Callable[..., Served], tmp_path: Pa
     assert result.stdout == b"".join(b"You sent: " + line + b"\n" for line in lines)
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_stdin_from_a_pipe_many_lines(serve: Callable[..., Served]) -> None:
     served = serve()
     lines = [f"{i} ".encode() * 20 for i in range(20_000)]
@@ -200,6 +221,7 @@ def test_stdin_from_a_pipe_many_lines(serve: Callable[..., Served]) -> None:
     assert result.stdout == b"".join(b"You sent: " + line + b"\n" for line in lines)
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_unix_socket(serve: Callable[..., Served], tmp_path: Path) -> None:
     path = str(tmp_path / "echo.sock")
     serve("--unix", path, host=None)
@@ -208,6 +230,7 @@ def test_unix_socket(serve: Callable[..., Served], tmp_path: Path) -> None:
     assert result.stdout == b"You sent: over unix\n"
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_line_ends_crlf_by_default_lf_on_request(
     peer: Callable[[Callable[[Conn], None]], Peer],
 ) -> None:
@@ -221,6 +244,7 @@ def test_line_ends_crlf_by_default_lf_on_request(
         assert got == [expected]
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_server_speaks_first_several_lines(
     peer: Callable[[Callable[[Conn], None]], Peer],
 ) -> None:
@@ -237,6 +261,7 @@ def test_server_speaks_first_several_lines(
     assert result.stdout == b"+OK hello\n+OK two\n+OK three\n+OK bye\n"
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_wait_bounds_a_server_that_never_closes(
     peer: Callable[[Callable[[Conn], None]], Peer],
 ) -> None:
@@ -276,6 +301,132 @@ def test_transcript_log(serve: Callable[..., Served], tmp_path: Path) -> None:
         assert re.search(pattern, text), (pattern, text)
 
 
+# -- pipe mode without asyncio -------------------------------------------------------
+
+#: What `linechat connect` in plain pipe mode must not import: the server's and
+#: services' packages, and what makes start-up slow (asyncio alone is ~25 ms).
+HEAVY = (
+    "asyncio",
+    "ssl",
+    "typing",
+    "uvloop",
+    "dataclasses",
+    "linechat.protocol",
+    "linechat.service",
+    "linechat.server",
+    "linechat.services",
+    "linechat.client.session",
+    "linechat.client.pipe",
+)
+
+
+#: Runs the command as the `linechat` entry point does, then lists sys.modules
+#: (-X importtime misses what importlib.import_module loads).
+#: Only what the command itself imported is listed: what the interpreter's
+#: start-up loaded (site, .pth files, a coverage hook) is left out.
+LIST_MODULES = (
+    "import sys\n"
+    "before = set(sys.modules)\n"
+    "from linechat.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "new = sorted(set(sys.modules) - before)\n"
+    "sys.stderr.write('\\nMODULES ' + ' '.join(new) + '\\n')\n"
+    "sys.exit(code)\n"
+)
+
+
+def imported_modules(*args: str, input: bytes) -> set[str]:
+    """The modules `linechat connect ARGS` has imported by its end."""
+    command = [sys.executable, "-c", LIST_MODULES, "connect", *args]
+    result = subprocess.run(command, input=input, capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr[-2000:]
+    listing = result.stderr.rsplit(b"\nMODULES ", 1)[1].decode()
+    names = set(listing.split())
+    assert "linechat.cli.connect" in names  # the listing works
+    return names
+
+
+def test_plain_pipe_mode_imports_no_asyncio_server_or_services(
+    serve: Callable[..., Served],
+) -> None:
+    served = serve()
+    address = (served.host, str(served.port))
+    names = imported_modules(*address, input=SEED_INPUT)
+    assert "linechat.client.plain" in names
+    heavy = sorted(name for name in names if name.split(".")[0] in HEAVY or name in HEAVY)
+    heavy += sorted(n for n in names for h in HEAVY if "." in h and n.startswith(h + "."))
+    assert heavy == [], heavy
+    # The same check sees them on the asyncio path (it can fail).
+    names = imported_modules("--loop", "asyncio", *address, input=SEED_INPUT)
+    assert {"asyncio", "linechat.client.session", "linechat.client.pipe"} <= names
+
+
+def test_plain_lockstep_imports_no_asyncio(peer: Callable[[Callable[[Conn], None]], Peer]) -> None:
+    def script(conn: Conn) -> None:
+        assert conn.line() == b"PING\r\n"
+        conn.send(b"+PONG\r\n")
+        conn.until_eof()
+
+    server = peer(script)
+    names = imported_modules("--dialect", "redis", "127.0.0.1", str(server.port), input=b"PING\n")
+    server.join()
+    assert {"linechat.client.plain", "linechat.client.lockstep", "linechat.dialects.resp"} <= names
+    heavy = sorted(n for n in names for h in HEAVY if n == h or n.startswith(h + "."))
+    assert heavy == [], heavy
+
+
+@pytest.mark.usefixtures("pipe_path")
+def test_stdout_closed_early(serve: Callable[..., Served], tmp_path: Path) -> None:
+    served = serve()
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"".join(b"line %d\n" % i for i in range(300_000)))
+    with source.open("rb") as stdin:
+        process = subprocess.Popen(
+            linechat_command("connect", *PATH_FLAGS, served.host, str(served.port)),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline() == b"You sent: line 0\n"
+        process.stdout.close()  # the reader goes away: EPIPE for the client
+        assert process.wait(30) == 0
+        assert b"Traceback" not in process.stderr.read()
+    finally:
+        stop(process)
+
+
+@pytest.mark.usefixtures("pipe_path")
+def test_greeting_shown_while_stdin_is_silent(
+    peer: Callable[[Callable[[Conn], None]], Peer],
+) -> None:
+    """Waiting for input never holds back what the server says."""
+
+    def script(conn: Conn) -> None:
+        conn.send(b"220 hello\r\n")
+        assert conn.line() == b"QUIT\r\n"
+        conn.send(b"221 bye\r\n")
+
+    server = peer(script)
+    process = subprocess.Popen(
+        linechat_command("connect", *PATH_FLAGS, "127.0.0.1", str(server.port)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        assert process.stdout.readline() == b"220 hello\n"  # before any input
+        process.stdin.write(b"QUIT\n")
+        process.stdin.close()
+        assert process.stdout.read() == b"221 bye\n"
+        assert process.wait(20) == 0
+    finally:
+        stop(process)
+    server.join()
+
+
 # -- pipe mode: failures -----------------------------------------------------------
 
 
@@ -287,12 +438,14 @@ def assert_one_clear_line(result: subprocess.CompletedProcess[bytes], *words: st
         assert word in stderr, stderr
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_connection_refused() -> None:
     result = run_connect("127.0.0.1", str(free_port()), input=b"hello\n")
     assert result.returncode == 1
     assert_one_clear_line(result, "cannot connect to 127.0.0.1:", "connection refused")
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_server_reset_mid_exchange(peer: Callable[[Callable[[Conn], None]], Peer]) -> None:
     def script(conn: Conn) -> None:
         assert conn.line() == b"hello\r\n"
@@ -302,7 +455,7 @@ def test_server_reset_mid_exchange(peer: Callable[[Callable[[Conn], None]], Peer
 
     server = peer(script)
     process = subprocess.Popen(
-        linechat_command("connect", "127.0.0.1", str(server.port)),
+        linechat_command("connect", *PATH_FLAGS, "127.0.0.1", str(server.port)),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -321,6 +474,7 @@ def test_server_reset_mid_exchange(peer: Callable[[Callable[[Conn], None]], Peer
     assert_one_clear_line(result, "connection to 127.0.0.1:", "reset")
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_binary_garbage_from_the_server(peer: Callable[[Callable[[Conn], None]], Peer]) -> None:
     garbage = bytes(range(256)) * 3 + b"\r\n\x1b[2J\xff\xfe\xc3\x28\r\nno line end"
 
@@ -335,6 +489,7 @@ def test_binary_garbage_from_the_server(peer: Callable[[Callable[[Conn], None]],
     assert result.stdout == garbage.replace(b"\r\n", b"\n") + b"\n"
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_line_ends_split_across_packets(peer: Callable[[Callable[[Conn], None]], Peer]) -> None:
     def script(conn: Conn) -> None:
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -29,7 +29,18 @@ from pathlib import Path
 import pytest
 
 from .conftest import Served, require_tool
-from .test_connect import Conn, Peer, finish, free_port, run_connect, stop, terminal, wait_port
+from .test_connect import (
+    PATH_FLAGS,
+    Conn,
+    Peer,
+    finish,
+    free_port,
+    pipe_path,  # noqa: F401  (the fixture: both implementations)
+    run_connect,
+    stop,
+    terminal,
+    wait_port,
+)
 
 Script = Callable[[Conn], None]
 
@@ -79,6 +90,7 @@ def redis_get(port: int, key: str) -> bytes:
         return sock.recv(1024)
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_redis_lockstep_like_redis_cli(redis_port: int) -> None:
     script = b"PING\nSET k hello\nGET k\nRPUSH l a b\nLRANGE l 0 -1\nGET none\nINCR n\n\nECHO x\n"
     out = ok(run_connect("--dialect", "redis", "127.0.0.1", str(redis_port), input=script))
@@ -88,6 +100,7 @@ def test_redis_lockstep_like_redis_cli(redis_port: int) -> None:
     assert raw.startswith("a\nb\n\nserver\nredis\n")
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_redis_first_error_stops_quits_and_exits_3(redis_port: int) -> None:
     script = b"SET before 1\nNOSUCHCOMMAND\nSET after 1\n"
     result = run_connect("--dialect", "redis", "127.0.0.1", str(redis_port), input=script)
@@ -99,6 +112,7 @@ def test_redis_first_error_stops_quits_and_exits_3(redis_port: int) -> None:
     assert redis_get(redis_port, "after") == b"$-1\r\n"  # never sent
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_redis_keep_going_and_json(redis_port: int) -> None:
     script = b"NOSUCHCOMMAND\nSET after 1\n"
     result = run_connect(
@@ -113,6 +127,7 @@ def test_redis_keep_going_and_json(redis_port: int) -> None:
     assert redis_get(redis_port, "after") == b"$1\r\n1\r\n"
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_expect_replays_a_transcript(redis_port: int, tmp_path: Path) -> None:
     log = tmp_path / "session.log"
     script = b"SET k v1\nGET k\nINCR visits\nCLIENT ID\n"
@@ -162,6 +177,7 @@ def memcached_port() -> Iterator[int]:
         stop(process)
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_memcached_data_blocks_and_filled_length(memcached_port: int) -> None:
     script = (
         b"set k 0 0 -\nhello world\nget k\nset q 0 0 3 noreply\nEND\nget q k\n"
@@ -210,6 +226,7 @@ MESSAGE = (
 )
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_smtp_message_through_aiosmtpd(smtpd: Callable[..., tuple[int, Path]]) -> None:
     port, log = smtpd()
     out = ok(run_connect("--dialect", "smtp", "127.0.0.1", str(port), input=MESSAGE))
@@ -222,6 +239,7 @@ def test_smtp_message_through_aiosmtpd(smtpd: Callable[..., tuple[int, Path]]) -
     assert b"\n.a line that starts with a dot" in log.read_bytes()  # unstuffed again
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_smtp_error_reply_exit_3_and_json(smtpd: Callable[..., tuple[int, Path]]) -> None:
     port, _ = smtpd()
     script = b"HELO x\nRCPT TO:<b@example.org>\nMAIL FROM:<a@example.org>\n"
@@ -300,6 +318,7 @@ def test_smtp_into_linechat_serve_smtp_sink(serve: Callable[..., Served], tmp_pa
 # -- a slow server: lockstep holds, nothing sleeps ------------------------------------------
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_slow_server_sees_no_early_line(scripted: Callable[[Script], Peer]) -> None:
     early: list[bytes] = []
 
@@ -337,6 +356,7 @@ def test_slow_server_sees_no_early_line(scripted: Callable[[Script], Peer]) -> N
 # -- exit statuses 1, 2, 4 ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_reply_timeout_exits_4(scripted: Callable[[Script], Peer]) -> None:
     def script(conn: Conn) -> None:
         conn.line()
@@ -353,6 +373,7 @@ def test_reply_timeout_exits_4(scripted: Callable[[Script], Peer]) -> None:
     assert b"no complete reply within 0.5 s to 'GET k'" in result.stderr
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_connection_lost_mid_reply_exits_1(scripted: Callable[[Script], Peer]) -> None:
     def script(conn: Conn) -> None:
         conn.line()
@@ -365,6 +386,7 @@ def test_connection_lost_mid_reply_exits_1(scripted: Callable[[Script], Peer]) -
     assert b"closed in the middle of the reply to 'LRANGE l'" in result.stderr
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_garbage_from_the_server_exits_1(scripted: Callable[[Script], Peer]) -> None:
     server = scripted(lambda conn: conn.send(b"SSH-2.0-OpenSSH_9.2\r\n"))
     result = run_connect("--dialect", "smtp", "127.0.0.1", str(server.port), input=b"HELO x\n")
@@ -374,6 +396,7 @@ def test_garbage_from_the_server_exits_1(scripted: Callable[[Script], Peer]) -> 
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_input_ending_inside_data_exits_1(scripted: Callable[[Script], Peer]) -> None:
     def script(conn: Conn) -> None:
         conn.send(b"220 hi\r\n")
@@ -520,6 +543,7 @@ service anvil {{
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_imap_session_with_literals(dovecot: tuple[int, int]) -> None:
     imap, _ = dovecot
     body = b"Subject: hi\r\n\r\n.dot\r\n"  # 21 bytes: three input lines with their CRLFs
@@ -556,6 +580,7 @@ def test_imap_no_is_an_error(dovecot: tuple[int, int]) -> None:
     assert "SELECT" not in out and re.search(r"^a2 OK .*Logout", out, re.M)
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_pop3_session_and_unstuff(dovecot: tuple[int, int]) -> None:
     imap, pop3 = dovecot
     append = b"LOGIN alice secret\nAPPEND INBOX {21}\nSubject: hi\n\n.dot\n\nLOGOUT\n"
@@ -612,6 +637,7 @@ PAM = no
         stop(process)
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_irc_registration_join_and_errors(ngircd: int) -> None:
     script = (
         b"NICK tester\nUSER tester 0 * :Test\nJOIN #room\nPRIVMSG #room :hello\n"
@@ -698,6 +724,7 @@ def test_tty_shows_a_reply_still_awaited(
     server.join()
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_input_is_read_ahead_a_bounded_amount(scripted: Callable[[Script], Peer]) -> None:
     def script(conn: Conn) -> None:
         conn.line()  # the first command, never answered
@@ -705,8 +732,8 @@ def test_input_is_read_ahead_a_bounded_amount(scripted: Callable[[Script], Peer]
 
     server = scripted(script)
     process = subprocess.Popen(
-        [sys.executable, "-m", "linechat", "connect", "--dialect", "redis", "--reply-timeout",
-         "3", "127.0.0.1", str(server.port)],
+        [sys.executable, "-m", "linechat", "connect", *PATH_FLAGS, "--dialect", "redis",
+         "--reply-timeout", "3", "127.0.0.1", str(server.port)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert process.stdin is not None and process.stderr is not None
@@ -729,6 +756,7 @@ def test_input_is_read_ahead_a_bounded_amount(scripted: Callable[[Script], Peer]
     assert written < 4_000_000  # 4,096 lines, a 256 KiB read and the pipe's buffer
 
 
+@pytest.mark.usefixtures("pipe_path")
 def test_irc_ping_answered_by_itself_and_noted(
     scripted: Callable[[Script], Peer], tmp_path: Path
 ) -> None:

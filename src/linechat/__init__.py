@@ -4,15 +4,15 @@ The layers, from the bytes up: :class:`LineFramer` (sans-I/O framing),
 :class:`LineProtocol` (asyncio callbacks, the fast path) and
 :class:`LineStream` (coroutines).
 
-The asyncio layers are imported on first use, so a tool that needs only the
-framer (or the client, whose start-up time counts) does not pay for them.
+The asyncio layers and the service API are imported on first use, so a tool
+that needs only the framer (or the client, whose start-up time counts) does
+not pay for them.
 ``dir(linechat)``, ``help(linechat)`` and completion list them all the same.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ConfigError,
@@ -24,11 +24,15 @@ from .errors import (
     ServiceError,
 )
 from .framing import LineFramer
-from .service import Option, ServeContext, Service, service_defaults
+
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .protocol import LineProtocol
     from .server import LineServer, run, serve
+    from .service import Option, ServeContext, Service, service_defaults
     from .stream import LineStream, StreamServer, connect, start_server
 
 __all__ = [
@@ -61,6 +65,10 @@ _LAZY = {
     "LineProtocol": "protocol",
     "LineServer": "server",
     "LineStream": "stream",
+    "Option": "service",
+    "ServeContext": "service",
+    "Service": "service",
+    "service_defaults": "service",
     "StreamServer": "stream",
     "connect": "stream",
     "start_server": "stream",

@@ -9,9 +9,13 @@ import argparse
 import importlib
 import os
 import sys
-from typing import NoReturn
 
 from .. import __version__
+from .common import HelpFormatter
+
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 __all__ = ["entry_point", "main"]
 
@@ -22,6 +26,7 @@ def build_parser(commands: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParse
     """The parser for ``commands`` (each a module of this package)."""
     parser = argparse.ArgumentParser(
         prog="linechat",
+        formatter_class=HelpFormatter,
         description="Line protocols on asyncio: a server and an interactive client.",
     )
     parser.add_argument("--version", action="version", version=f"linechat {__version__}")

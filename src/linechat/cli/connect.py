@@ -8,28 +8,35 @@ a reply is complete and sends in lockstep. The exit statuses are in EPILOG.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
-import ssl
 import sys
-from typing import TYPE_CHECKING, Any
 
-from ..client.pipe import Ending, run_pipe
-from ..client.session import (
+# Light imports only: pipe mode on a plain connection never imports asyncio
+# (see _plain and linechat.client.plain); the rest is imported where used.
+from ..client.basics import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     STARTTLS_PROTOCOLS,
-    ClientProtocol,
     ConnectError,
-    ConnectOptions,
-    client_tls_context,
-    connect,
     describe_error,
+    format_address,
 )
-from .common import CliError, add_loop_option, loop_factory, non_negative_float, port_number
+from .common import (
+    CliError,
+    RawDescriptionHelpFormatter,
+    add_loop_option,
+    non_negative_float,
+    port_number,
+)
 
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ..client.ends import Ending
+    from ..client.expect import Expected
+    from ..client.lockstep import LockstepResult
+    from ..client.session import ClientProtocol, ConnectOptions
     from ..client.transcript import Transcript
     from ..dialects.base import Dialect
 
@@ -71,7 +78,7 @@ def add_parser(commands: Any) -> None:
         "server closes. With --dialect, pipe mode is lockstep: each line is sent once the "
         "reply to the previous one is complete.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "host", nargs="?", default=None, help=f"server host (default {DEFAULT_HOST})"
@@ -177,7 +184,11 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="do not keep the line editor's history ($XDG_STATE_HOME/linechat/history)",
     )
-    add_loop_option(parser, "uvloop in pipe mode when installed")
+    add_loop_option(
+        parser,
+        "in pipe mode on a plain connection none, asyncio-free and quicker to start; "
+        "otherwise uvloop in pipe mode when installed",
+    )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="report the connection and STARTTLS on stderr"
     )
@@ -214,13 +225,24 @@ def service_port(text: str) -> int:
 
 def say(text: str) -> None:
     """One line for people, on stderr."""
-    with contextlib.suppress(BlockingIOError):
+    try:  # noqa: SIM105 (contextlib is not imported on the fast path)
         print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+    except BlockingIOError:
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
     transcript: Transcript | None = None
     try:
+        _check_usage(args)
+        # --expect reads the transcript, --json is for tools: lockstep even on a terminal.
+        terminal = os.isatty(0) and os.isatty(1) and not (args.expect or args.json)
+        if _plain(args, terminal):
+            return _run_plain(args)
+        import asyncio
+
+        from .common import loop_factory
+
         options = _options(args)
         if args.log:
             from ..client.transcript import Transcript
@@ -229,8 +251,6 @@ def run(args: argparse.Namespace) -> int:
                 transcript = Transcript(args.log)
             except OSError as exc:
                 raise UsageError(f"cannot open --log {args.log}: {exc.strerror}") from None
-        # --expect reads the transcript, --json is for tools: lockstep even on a terminal.
-        terminal = os.isatty(0) and os.isatty(1) and not (args.expect or args.json)
         loop = args.loop if args.loop != "auto" or not terminal else "asyncio"
         with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
             return runner.run(_session(args, options, terminal, transcript))
@@ -243,6 +263,59 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if transcript is not None:
             transcript.close()
+
+
+def _plain(args: argparse.Namespace, terminal: bool) -> bool:
+    """Pipe mode on a plain connection: done without asyncio (it starts sooner).
+
+    Pipe mode and lockstep (--dialect) both; anything more (TLS, STARTTLS, a
+    PROXY header, --log, -v, a chosen --loop, a terminal on stdout, whose
+    lines are escaped) takes the asyncio path.
+    """
+    return (
+        not terminal
+        and not (args.tls or args.starttls or args.send_proxy or args.log or args.verbose)
+        and args.loop == "auto"
+        and not os.isatty(1)
+    )
+
+
+def _run_plain(args: argparse.Namespace) -> int:
+    from ..client.ends import Ending
+    from ..client.plain import open_plain, run_plain_pipe
+
+    host = args.host if args.host is not None else DEFAULT_HOST
+    port = args.port if args.port is not None else DEFAULT_PORT
+    newline = b"\n" if args.lf else b"\r\n"
+    address = format_address(host, port, args.unix)
+    if args.dialect not in (None, "line"):
+        from ..client.lockstep import LockstepEnding
+        from ..client.plain import run_plain_lockstep
+
+        expected = _expected(args)
+        dialect = _make(args, newline, starttls=False)
+        sock = open_plain(host, port, unix=args.unix, timeout=args.connect_timeout or None)
+        result, lost = run_plain_lockstep(
+            sock,
+            dialect,
+            keep_going=args.keep_going,
+            reply_timeout=args.reply_timeout or None,
+            wait=args.wait or None,
+            as_json=args.json,
+            expected=expected,
+        )
+        if result.ending in (LockstepEnding.SERVER_CLOSED, LockstepEnding.LOST) and lost:
+            raise ConnectError(f"connection to {address} lost: {describe_error(lost)}")
+        return _lockstep_status(result)
+    sock = open_plain(host, port, unix=args.unix, timeout=args.connect_timeout or None)
+    ending, read_error = run_plain_pipe(
+        sock, newline=newline, wait=args.wait or None, address=address
+    )
+    if read_error is not None:
+        raise CliError(f"cannot read stdin: {read_error.strerror or read_error}")
+    if ending is Ending.WAIT_EXPIRED:
+        say(f"no answer for {args.wait:g} s after the end of input: closed")
+    return 0
 
 
 def _check_dialect(args: argparse.Namespace) -> None:
@@ -269,7 +342,8 @@ def _check_dialect(args: argparse.Namespace) -> None:
         raise UsageError("--raw is for --dialect redis")
 
 
-def _options(args: argparse.Namespace) -> ConnectOptions:
+def _check_usage(args: argparse.Namespace) -> None:
+    """Every usage error that needs no file opened (exit status 2)."""
     if args.unix and (args.host is not None or args.port is not None):
         raise UsageError("--unix connects instead of TCP: drop HOST/PORT")
     tls_wanted = args.tls or args.starttls is not None
@@ -285,6 +359,14 @@ def _options(args: argparse.Namespace) -> ConnectOptions:
     if args.tls and args.starttls:
         raise UsageError("--tls and --starttls exclude each other (STARTTLS starts in plaintext)")
     _check_dialect(args)
+
+
+def _options(args: argparse.Namespace) -> ConnectOptions:
+    import ssl
+
+    from ..client.session import ConnectOptions, client_tls_context
+
+    tls_wanted = args.tls or args.starttls is not None
     context: ssl.SSLContext | None = None
     if tls_wanted:
         try:
@@ -314,6 +396,10 @@ async def _session(
     terminal: bool,
     transcript: Transcript | None,
 ) -> int:
+    from ..client.ends import Ending
+    from ..client.pipe import run_pipe
+    from ..client.session import connect
+
     wait = args.wait or None
     client = await connect(options, transcript=transcript, on_notice=say)
     if terminal or args.verbose:
@@ -350,15 +436,28 @@ async def _session(
 def _dialect(args: argparse.Namespace, options: ConnectOptions) -> Dialect | None:
     if args.dialect in (None, "line"):
         return None
-    return _make(args, options)
+    return _make(args, options.newline, options.starttls is not None)
 
 
-def _make(args: argparse.Namespace, options: ConnectOptions) -> Dialect:
+def _expected(args: argparse.Namespace) -> Expected | None:
+    """--expect's transcript, read (a usage error when it cannot be)."""
+    if not args.expect:
+        return None
+    from ..client.expect import Expected, TranscriptError, read_transcript
+
+    try:
+        records, _ = read_transcript(args.expect)
+        return Expected(args.expect, records)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _make(args: argparse.Namespace, newline: bytes, starttls: bool) -> Dialect:
     from ..dialects import load
 
     return load(args.dialect)(
-        newline=options.newline,
-        greeting=False if options.starttls else None,  # STARTTLS has read it
+        newline=newline,
+        greeting=False if starttls else None,  # STARTTLS has read it
         verbatim=args.expect is not None,
         unstuff=args.unstuff,
         raw=args.raw,
@@ -372,17 +471,10 @@ async def _lockstep(
     dialect: Dialect,
     transcript: Transcript | None,
 ) -> int:
+    from ..client.ends import Ending
     from ..client.lockstep import LockstepEnding, run_lockstep
 
-    expected = None
-    if args.expect:
-        from ..client.expect import Expected, TranscriptError, read_transcript
-
-        try:
-            records, _ = read_transcript(args.expect)
-            expected = Expected(args.expect, records)
-        except TranscriptError as exc:
-            raise UsageError(str(exc)) from None
+    expected = _expected(args)
     result = await run_lockstep(
         client,
         dialect,
@@ -398,6 +490,14 @@ async def _lockstep(
         transcript.note(f"end: {ending.value}")
     if ending in (LockstepEnding.SERVER_CLOSED, LockstepEnding.LOST):
         _check_lost(client, Ending.SERVER_CLOSED, options)
+    return _lockstep_status(result)
+
+
+def _lockstep_status(result: LockstepResult) -> int:
+    """The exit status of a lockstep session (EPILOG), with its one line on stderr."""
+    from ..client.lockstep import LockstepEnding
+
+    ending = result.ending
     if result.read_error is not None:
         raise CliError(f"cannot read stdin: {result.read_error.strerror or result.read_error}")
     if ending is LockstepEnding.TIMEOUT:
@@ -429,6 +529,8 @@ def _tls_summary(client: ClientProtocol) -> str:
 
 
 def _check_lost(client: ClientProtocol, ending: Ending, options: ConnectOptions) -> None:
+    from ..client.ends import Ending
+
     exc = client.close_exception
     if exc is None or client.eof_seen or ending in (Ending.INTERRUPTED, Ending.OUTPUT_CLOSED):
         return

@@ -11,23 +11,24 @@ a transcript (:mod:`.expect`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
-import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..dialects.base import Dialect, DialectError, Done, Send
 from .display import escape_text
-from .pipe import Feeder, Output, open_input, open_output
-from .session import ClientProtocol
 
+# No asyncio at import: the asyncio-free client (.plain) runs this state
+# machine on its own poll loop; run_lockstep imports what asyncio needs.
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
     from .expect import Expected
+    from .pipe import Feeder, Output
+    from .session import ClientProtocol
     from .transcript import Transcript
 
 __all__ = ["Exchange", "LockstepEnding", "LockstepResult", "run_lockstep"]
@@ -74,14 +75,28 @@ class Exchange:
         return b"".join(self.data).splitlines()
 
 
-@dataclass
 class LockstepResult:
-    ending: LockstepEnding
-    errors: int = 0
-    exchanges: int = 0
-    #: For people: which reply failed and how (the timeout, the diff, the rule broken).
-    detail: str = ""
-    read_error: OSError | None = None
+    """How a session ended, with its counts (a plain class: no dataclasses import)."""
+
+    __slots__ = ("detail", "ending", "errors", "exchanges", "read_error")
+
+    def __init__(
+        self,
+        ending: LockstepEnding,
+        errors: int = 0,
+        exchanges: int = 0,
+        detail: str = "",
+        read_error: OSError | None = None,
+    ) -> None:
+        self.ending = ending
+        self.errors = errors
+        self.exchanges = exchanges
+        #: For people: which reply failed and how (the timeout, the diff, the rule broken).
+        self.detail = detail
+        self.read_error = read_error
+
+    def __repr__(self) -> str:
+        return f"LockstepResult({self.ending}, errors={self.errors}, exchanges={self.exchanges})"
 
 
 class _Lines:
@@ -143,7 +158,14 @@ class Lockstep:
         transcript: Transcript | None,
         expected: Expected | None,
         write_lines: Callable[[list[bytes]], None],
+        loop: Any = None,
     ) -> None:
+        # loop makes the timers and the finished future: asyncio's running loop
+        # by default, or the asyncio-free client's own (see .plain).
+        if loop is None:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
         self.client = client
         self.dialect = dialect
         self.keep_going = keep_going
@@ -153,7 +175,7 @@ class Lockstep:
         self.transcript = transcript
         self.expected = expected
         self.write_lines = write_lines
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop
         self.input = _Lines(self._pump)
         self.errors = 0
         self.count = 0
@@ -403,9 +425,13 @@ class Lockstep:
 class _Batched:
     """stdout in batches: one write for the replies that came within OUTPUT_DELAY."""
 
-    def __init__(self, output: Output) -> None:
+    def __init__(self, output: Output, loop: Any = None) -> None:
+        if loop is None:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
         self.output = output
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop
         self.pending: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
 
@@ -455,6 +481,12 @@ async def run_lockstep(
     ``wait`` is how long a silent server means the end of a reply that has
     no other end (IRC); ``reply_timeout`` bounds each reply.
     """
+    import asyncio
+    import contextlib
+    import os
+
+    from .pipe import open_input, open_output
+
     output = _Batched(await open_output(stdout_fd, client))
     session = Lockstep(
         client,

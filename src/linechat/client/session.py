@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import re
 import socket
 import ssl
 import time
@@ -21,6 +19,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConnectionClosed, LineTooLong, ProtocolError
 from ..protocol import LineProtocol
+from .basics import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    STARTTLS_PROTOCOLS,
+    ConnectError,
+    describe_error,
+    format_address,
+)
 from .display import escape_text
 
 if TYPE_CHECKING:
@@ -38,16 +44,9 @@ __all__ = [
     "describe_error",
 ]
 
-DEFAULT_HOST = "localhost"
-DEFAULT_PORT = 8007
-STARTTLS_PROTOCOLS = ("smtp", "imap", "pop3", "plain")
 #: A client keeps what a server sends; past this a line is dropped (memory bound).
 CLIENT_MAX_LINE_LENGTH = 16 * 1024 * 1024
 SEND_HIGH_WATER = 1024 * 1024
-
-
-class ConnectError(Exception):
-    """The connection could not be made, or failed (refused, reset, TLS)."""
 
 
 @dataclass
@@ -71,9 +70,7 @@ class ConnectOptions:
 
     @property
     def address(self) -> str:
-        if self.unix:
-            return self.unix
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_address(self.host, self.port, self.unix)
 
 
 def client_tls_context(
@@ -224,8 +221,17 @@ class ClientProtocol(LineProtocol):
         self.write_raw(line + self.newline)
 
     def send_data(self, data: bytes) -> None:
-        """Send bytes already ended the client's way (pipe mode's bulk path)."""
-        self.write_raw(data)
+        """Send bytes already ended the client's way (pipe mode's bulk path, lockstep).
+
+        Straight to the transport when nothing is queued before it: lockstep
+        sends once per reply, and each call saved is on the round trip.
+        """
+        transport = self.transport
+        if self._out or self._in_chunk or self._closing or transport is None or not data:
+            self.write_raw(data)
+            return
+        self.bytes_out += len(data)
+        transport.write(data)
 
     def finish_sending(self) -> None:
         """Half-close: tell the server we are done, keep reading its answers.
@@ -352,35 +358,6 @@ class ClientProtocol(LineProtocol):
     async def _expect(line: bytes, start: bytes, step: str) -> None:
         if not line.upper().startswith(start.upper()):
             raise ConnectError(f"STARTTLS: unexpected answer to {step}: {escape_text(line)!r}")
-
-
-_ERRNO = re.compile(r"\[Errno (\d+)\]")
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for people about a failed connection."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc}"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host name: {exc.strerror or exc}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionClosed | ProtocolError | ConnectError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        if exc.errno:
-            # asyncio's own loop words a refused connection "Connect call failed
-            # ('127.0.0.1', 1)" (uvloop: "Connection refused"): the errno says it plainly.
-            return os.strerror(exc.errno).lower()
-        if exc.strerror:
-            return exc.strerror.lower() if exc.strerror[0].isupper() else exc.strerror
-        # asyncio's "Multiple exceptions: [Errno 111] ..., [Errno 111] ..." (one per address)
-        codes = set(_ERRNO.findall(str(exc)))
-        if len(codes) == 1:
-            return os.strerror(int(codes.pop())).lower()
-    return str(exc) or type(exc).__name__
 
 
 def _one_family(

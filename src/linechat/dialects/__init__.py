@@ -8,7 +8,8 @@ as fast as before. :mod:`.base` has the interface every dialect shares.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from .base import Dialect

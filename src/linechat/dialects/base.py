@@ -10,8 +10,9 @@ is true the client sends nothing more: that is lockstep.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "MAX_COUNTED",
@@ -34,7 +35,10 @@ class DialectError(Exception):
     """The server (or the input) broke the protocol's rules; the message says how."""
 
 
-@dataclass(frozen=True, slots=True)
+# Done and Send are plain classes rather than dataclasses: importing
+# dataclasses (and inspect with it) costs the asyncio-free client start-up time.
+
+
 class Done:
     """A reply is complete: the client's turn again.
 
@@ -43,15 +47,42 @@ class Done:
     after which the next input lines belong to the same command.
     """
 
-    error: bool = False
-    more: bool = False
+    __slots__ = ("error", "more")
+
+    def __init__(self, error: bool = False, more: bool = False) -> None:
+        self.error = error
+        self.more = more
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Done):
+            return NotImplemented
+        return (self.error, self.more) == (other.error, other.more)
+
+    def __hash__(self) -> int:
+        return hash((Done, self.error, self.more))
+
+    def __repr__(self) -> str:
+        return f"Done(error={self.error}, more={self.more})"
 
 
-@dataclass(frozen=True, slots=True)
 class Send:
     """Bytes the dialect answers by itself (an IRC ``PONG``), ended and ready to send."""
 
-    data: bytes
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Send):
+            return NotImplemented
+        return self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash((Send, self.data))
+
+    def __repr__(self) -> str:
+        return f"Send(data={self.data!r})"
 
 
 #: What :meth:`Dialect.feed` gives, in order: ``bytes`` is one line to show.

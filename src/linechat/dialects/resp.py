@@ -12,8 +12,6 @@ does with ``raw``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .base import MAX_COUNTED, Dialect, DialectError, Done, Event
 
 __all__ = ["Resp", "Value", "format_value"]
@@ -28,14 +26,38 @@ _COUNTED = frozenset(b"$!=")
 _LINES = frozenset(b"+-:_#,(")
 
 
-@dataclass(slots=True)
 class Value:
-    """One RESP value: its type byte and its content (bytes, or a list of values)."""
+    """One RESP value: its type byte and its content (bytes, or a list of values).
 
-    kind: int
-    data: bytes = b""
-    items: list[Value] = field(default_factory=list)
-    size: int = 0  # items expected (an aggregate; a map counts keys and values)
+    A plain class, not a dataclass: importing dataclasses costs start-up time.
+    """
+
+    __slots__ = ("data", "items", "kind", "size")
+
+    def __init__(
+        self, kind: int, data: bytes = b"", items: list[Value] | None = None, size: int = 0
+    ) -> None:
+        self.kind = kind
+        self.data = data
+        self.items: list[Value] = [] if items is None else items
+        self.size = size  # items expected (an aggregate; a map counts keys and values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Value):
+            return NotImplemented
+        return (self.kind, self.data, self.items, self.size) == (
+            other.kind,
+            other.data,
+            other.items,
+            other.size,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return (
+            f"Value(kind={self.kind}, data={self.data!r}, items={self.items!r}, size={self.size})"
+        )
 
 
 class Resp(Dialect):
@@ -97,21 +119,26 @@ class Resp(Dialect):
             return None
         kind = data[0]
         if kind in _LINES and end == len(data) - 1:
-            value = Value(kind, data[1 : end - 1])
+            payload = data[1 : end - 1]
         elif kind == _DOLLAR and data[1 : end - 1].isdigit():
             size = int(data[1 : end - 1])
             if len(data) != end + size + 3 or data[-2:] != b"\r\n":
                 return None
-            value = Value(kind, data[end + 1 : -2])
+            payload = data[end + 1 : -2]
         else:
             return None
         if kind in _SPECIAL:
             return None  # attributes, nil lengths...: the general path
-        events: list[Event] = []
-        events.extend(format_value(value, raw=self.raw).split(b"\n"))
+        if kind == _PLUS or (self.raw and kind in _SIMPLE):  # shown as it came (format_value)
+            text = payload
+        else:
+            text = format_value(Value(kind, payload), raw=self.raw)
         self.waiting = False
-        events.append(_ERROR if kind == _MINUS else _OK)
-        return events
+        if b"\n" in text:
+            events: list[Event] = list(text.split(b"\n"))
+            events.append(_ERROR if kind == _MINUS else _OK)
+            return events
+        return [text, _ERROR if kind == _MINUS else _OK]
 
     def _header(self, line: bytes) -> Value | None:
         """The value a header line starts; None when more is to come for it."""
