@@ -32,6 +32,7 @@ import asyncio
 import collections
 import gc
 import importlib
+import os
 import re
 import statistics
 import subprocess
@@ -227,6 +228,7 @@ def callgrind(
                 ],
                 capture_output=True,
                 check=True,
+                env={**os.environ, "PYTHONHASHSEED": "0"},  # the same run every time
             )
             match = COLLECTED.search(out.stderr)
             if match is None:

@@ -130,6 +130,11 @@ SERVERS = [
         _linechat("--loop", "uvloop", "--layer", "stream"),
         "linechat serve, stream layer, uvloop",
     ),
+    Server(
+        "linechat-stream-uvloop-compiled",
+        _compiled("--loop", "uvloop", "--layer", "stream"),
+        "linechat serve, stream layer, uvloop, with $LINECHAT_COMPILED first on the path",
+    ),
     Server("seed", _script("seed_server.py"), "the seed's ChatProtocol algorithm, asyncio"),
     Server(
         "asyncio-streams",

@@ -160,57 +160,64 @@ class LineStream(LineProtocol):
                 self._reading_paused = True
                 self._set_reading(False)
             return
-        lines = None
-        if want < 0 and self._next >= len(self._lines) and not self._ended and not self._error:
+        task = self.task
+        if (  # the handler waits for a line, and nothing holds this chunk back
+            want < 0
+            and task is not None
+            and task.waiting_for_input
+            and self._next >= len(self._lines)
+            and not (self._ended or self._error or self._writing_paused or self._reading_paused)
+            # (the buffer's length: the ``buffered`` property costs a call per chunk)
+            and len(data) + len(framer._buf) <= self._slice
+        ):
+            try:
+                lines = framer.feed(data)
+            except LineTooLong as exc:
+                lines, self._error = exc.lines, exc
+            else:
+                if not lines:
+                    return  # part of a line: nothing to do until the rest comes
+                # The hot path: hand the handler its line, straight into the
+                # read it waits in; its replies leave in one write when it
+                # waits again.
+                self._lines = lines
+                self._next = 1
+                self.lines_in += len(lines)
+                self._in_chunk = self._handing = True
+                try:
+                    task.resume(lines[0])
+                finally:
+                    self._handing = False
+                    # _end_chunk(), inline (as in LineProtocol.data_received:
+                    # keep the two in step).
+                    self._in_chunk = False
+                    out = self._out
+                    transport = self.transport
+                    if out and transport is not None:
+                        reply = out[0] if len(out) == 1 else b"".join(out)
+                        out.clear()
+                        self.bytes_out += len(reply)
+                        transport.write(reply)
+                    if self._closing:
+                        self._close_transport()
+                return
+            if lines:
+                self._lines, self._next = lines, 0
+                self.lines_in += len(lines)
+        elif want < 0 and self._next >= len(self._lines) and not self._ended and not self._error:
             # A line is awaited and every earlier one was read: split now (feed()
             # also returns complete lines received earlier, first).
-            if len(data) + framer.buffered > self._slice:
-                lines = self._frame(data)
-            else:  # _frame(), inline: once per chunk while a handler reads
-                try:
-                    lines = framer.feed(data)
-                except LineTooLong as exc:
-                    lines, self._error = exc.lines, exc
-                if lines:
-                    self._lines, self._next = lines, 0
-                    self.lines_in += len(lines)
+            self._frame(data)
         else:
             framer.receive(data)
         if len(data) > self._slice and framer.buffered > READ_HIGH_WATER:
             self._reading_paused = True  # a backlog: read on once it is handled
             self._set_reading(False)
-        # Replies the handler writes now leave together, when it waits again.
         self._in_chunk = True
         try:
-            task = self.task
-            if (
-                lines
-                and task is not None
-                and task.waiting_for_input
-                and not self._writing_paused
-                and not self._reading_paused
-            ):
-                # The common case: hand the handler its line, straight into
-                # the read it waits in.
-                self._next = 1
-                self._handing = True
-                task.resume(lines[0])
-            else:
-                self._input_changed()
+            self._input_changed()
         finally:
-            self._handing = False
-            # _end_chunk(), inline (as in LineProtocol.data_received; keep the
-            # two in step): once per chunk while a handler reads.
-            self._in_chunk = False
-            out = self._out
-            transport = self.transport
-            if out and transport is not None:
-                reply = out[0] if len(out) == 1 else b"".join(out)
-                out.clear()
-                self.bytes_out += len(reply)
-                transport.write(reply)
-            if self._closing and transport is not None:
-                transport.close()
+            self._end_chunk()
 
     def eof_received(self) -> bool:
         if self._closing:
