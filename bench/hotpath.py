@@ -2,12 +2,13 @@
 
 Drives ``data_received`` of linechat's echo service (protocol layer and stream
 layer, configured as ``linechat serve`` configures them: lenient framing, the
-64 KiB line limit, the 300 s idle timeout, flow-control limits set) and of the
+64 KiB line limit, the 300 s idle timeout, flow-control limits set), of the
 bare split-once/write-once protocol of ``bench/echo/servers/bare_server.py``
-with the chunks an echo server gets at 1 line per chunk (the ``x1`` scenarios)
-and at 16 lines per chunk (``x16``). The transport is a stand-in whose
-``write`` is a C no-op, so what is measured is exactly the Python work a
-server does per chunk on top of the event loop's and the kernel's.
+and of the coroutine-per-line floor of ``coro_server.py``, with the chunks an
+echo server gets at 1 line per chunk (the ``x1`` scenarios) and at 16 lines
+per chunk (``x16``). The transport is a stand-in whose ``write`` is a C
+no-op, so what is measured is exactly the Python work a server does per chunk
+on top of the event loop's and the kernel's.
 
 Two measures:
 
@@ -52,8 +53,17 @@ from linechat.stream import LineStream  # noqa: E402
 
 # bench/echo/servers is a folder of scripts, not a package.
 BareEcho: Any = importlib.import_module("bare_server").BareEcho
+CoroEcho: Any = importlib.import_module("coro_server").CoroEcho
 
-IMPLS = ("bare", "protocol", "stream")
+
+class CoroEchoNoTask(CoroEcho):  # type: ignore[misc]
+    __slots__ = ()
+    as_task = False
+
+
+IMPLS = ("bare", "protocol", "stream", "coro", "coro-notask")
+#: The floor of a coroutine resumed per line (bench/echo/servers/coro_server.py):
+#: in its own context and as the current task (coro), or neither (coro-notask).
 SHAPES = {"x1": 1, "x16": 16}
 T = TypeVar("T")
 LINE = b"x" * 30  # 32 bytes with CRLF, as the echo benchmark sends
@@ -90,6 +100,10 @@ def make(impl: str) -> Any:
     options: dict[str, Any] = {**FRAMING, "idle_timeout": 300.0}
     if impl == "bare":
         proto: Any = BareEcho()
+    elif impl == "coro":
+        proto = CoroEcho()
+    elif impl == "coro-notask":
+        proto = CoroEchoNoTask()
     elif impl == "protocol":
         proto = EchoProtocol(**options)
     else:

@@ -157,6 +157,16 @@ SERVERS = [
         _script("bare_server.py", "--loop", "uvloop"),
         "the same bare Protocol on uvloop",
     ),
+    Server(
+        "coro-asyncio",
+        _script("coro_server.py", "--loop", "asyncio"),
+        "a coroutine per connection resumed per line, no limits (stream-layer floor), asyncio",
+    ),
+    Server(
+        "coro-uvloop",
+        _script("coro_server.py", "--loop", "uvloop"),
+        "the same coroutine floor on uvloop",
+    ),
     Server("c-reference", _cecho, "C epoll echo server, one thread (machine limit)"),
 ]
 
