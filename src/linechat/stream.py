@@ -58,10 +58,12 @@ class LineStream(LineProtocol):
     peer has closed and every line was read. An unterminated last line is
     returned like any other; :attr:`unterminated` then says so.
 
-    The read methods return awaitables, not coroutines: a line in hand costs
-    next to nothing, and a read that must wait costs no allocation (plus a
-    future when a task other than the stream's handler awaits it). One read
-    may wait at a time.
+    The read methods return generator-based coroutines (``types.coroutine``;
+    ``await`` them, or hand them to ``asyncio.ensure_future``/``wait_for``):
+    a line in hand costs one small generator, and a read that must wait costs
+    no future when the stream's own handler awaits it (one when another task
+    does). One read may wait at a time; a second raises ``RuntimeError``
+    when awaited.
 
     Made by :func:`connect` and :func:`start_server`; as a protocol it is
     built with a ``handler`` (server side: run for the connection) or none.
