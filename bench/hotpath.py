@@ -2,12 +2,13 @@
 
 Drives ``data_received`` of linechat's echo service (protocol layer and stream
 layer, configured as ``linechat serve`` configures them: lenient framing, the
-64 KiB line limit, the 300 s idle timeout, flow-control limits set) and of the
+64 KiB line limit, the 300 s idle timeout, flow-control limits set), of the
 bare split-once/write-once protocol of ``bench/echo/servers/bare_server.py``
-with the chunks an echo server gets at 1 line per chunk (the ``x1`` scenarios)
-and at 16 lines per chunk (``x16``). The transport is a stand-in whose
-``write`` is a C no-op, so what is measured is exactly the Python work a
-server does per chunk on top of the event loop's and the kernel's.
+and of the coroutine-per-line floor of ``coro_server.py``, with the chunks an
+echo server gets at 1 line per chunk (the ``x1`` scenarios) and at 16 lines
+per chunk (``x16``). The transport is a stand-in whose ``write`` is a C
+no-op, so what is measured is exactly the Python work a server does per chunk
+on top of the event loop's and the kernel's.
 
 Two measures:
 
@@ -16,9 +17,13 @@ Two measures:
 * ``--mode callgrind``: instructions per chunk, exact and unaffected by load:
   each implementation runs under ``valgrind --tool=callgrind`` at two chunk
   counts; the difference of the totals over the difference of the counts.
+* ``--mode bytecodes``: where the Python part goes, by function: bytecodes
+  executed and Python-level calls per chunk (``sys.settrace`` with opcode
+  events; exact, the traced run is slow).
 
     .venv/bin/python bench/hotpath.py --runs 7
-    .venv/bin/python bench/hotpath.py --mode callgrind
+    .venv/bin/python bench/hotpath.py --mode callgrind [--functions 20]
+    .venv/bin/python bench/hotpath.py --mode bytecodes --only protocol,stream
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import asyncio
 import collections
 import gc
 import importlib
+import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,8 +53,17 @@ from linechat.stream import LineStream  # noqa: E402
 
 # bench/echo/servers is a folder of scripts, not a package.
 BareEcho: Any = importlib.import_module("bare_server").BareEcho
+CoroEcho: Any = importlib.import_module("coro_server").CoroEcho
 
-IMPLS = ("bare", "protocol", "stream")
+
+class CoroEchoNoTask(CoroEcho):  # type: ignore[misc]
+    __slots__ = ()
+    as_task = False
+
+
+IMPLS = ("bare", "protocol", "stream", "coro", "coro-notask")
+#: The floor of a coroutine resumed per line (bench/echo/servers/coro_server.py):
+#: in its own context and as the current task (coro), or neither (coro-notask).
 SHAPES = {"x1": 1, "x16": 16}
 T = TypeVar("T")
 LINE = b"x" * 30  # 32 bytes with CRLF, as the echo benchmark sends
@@ -83,6 +100,10 @@ def make(impl: str) -> Any:
     options: dict[str, Any] = {**FRAMING, "idle_timeout": 300.0}
     if impl == "bare":
         proto: Any = BareEcho()
+    elif impl == "coro":
+        proto = CoroEcho()
+    elif impl == "coro-notask":
+        proto = CoroEchoNoTask()
     elif impl == "protocol":
         proto = EchoProtocol(**options)
     else:
@@ -157,39 +178,115 @@ def child(impl: str, shape: str, chunks: int) -> None:
     in_loop(lambda: run(chunks))
 
 
+def bytecodes(impl: str, shape: str, chunks: int = 200) -> list[tuple[str, float, float]]:
+    """Bytecodes executed and calls made per chunk, by Python function, busiest first."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    run = in_loop(lambda: driver(impl, SHAPES[shape]))
+    settle()
+    in_loop(lambda: run(chunks))  # warm-up (adaptive specialisation settles)
+    ops: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+
+    def name(frame: types.FrameType) -> str:
+        code = frame.f_code
+        return f"{Path(code.co_filename).stem}.{code.co_qualname}"
+
+    def local(frame: types.FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            ops[name(frame)] += 1
+        return local
+
+    def tracer(frame: types.FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        if event == "call":  # a call, or a generator or coroutine resumed
+            calls[name(frame)] += 1
+        return local
+
+    def traced() -> None:
+        sys.settrace(tracer)
+        try:
+            run(chunks)
+        finally:
+            sys.settrace(None)
+
+    in_loop(traced)
+    for key in [k for k in calls if k.startswith("hotpath.")]:
+        del calls[key], ops[key]
+    keys = sorted(set(ops) | set(calls), key=lambda k: -ops[k])
+    return [(k, ops[k] / chunks, calls[k] / chunks) for k in keys]
+
+
 COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
-def callgrind(impl: str, shape: str, low: int, high: int) -> float:
+def callgrind(
+    impl: str, shape: str, low: int, high: int, functions: int = 0
+) -> tuple[float, list[tuple[str, float]]]:
+    """Instructions per chunk; with ``functions``, the busiest C functions' own share."""
     totals = []
-    for n in (low, high):
-        out = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                __file__,
-                "--child",
-                impl,
-                shape,
-                str(n),
-            ],
-            capture_output=True,
-            check=True,
-        )
-        match = COLLECTED.search(out.stderr)
-        if match is None:
-            raise SystemExit(f"no instruction count from callgrind: {out.stderr[-500:]!r}")
-        totals.append(int(match.group(1)))
-    return (totals[1] - totals[0]) / (high - low)
+    by_function: list[dict[str, int]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (low, high):
+            out_file = f"{tmp}/callgrind.{n}" if functions else "/dev/null"
+            out = subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out_file}",
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    impl,
+                    shape,
+                    str(n),
+                ],
+                capture_output=True,
+                check=True,
+                env={**os.environ, "PYTHONHASHSEED": "0"},  # the same run every time
+            )
+            match = COLLECTED.search(out.stderr)
+            if match is None:
+                raise SystemExit(f"no instruction count from callgrind: {out.stderr[-500:]!r}")
+            totals.append(int(match.group(1)))
+            if functions:
+                by_function.append(self_costs(out_file))
+    per_chunk = (totals[1] - totals[0]) / (high - low)
+    if not functions:
+        return per_chunk, []
+    low_costs, high_costs = by_function
+    diffs = {f: (c - low_costs.get(f, 0)) / (high - low) for f, c in high_costs.items()}
+    busiest = sorted(diffs.items(), key=lambda item: -item[1])[:functions]
+    return per_chunk, busiest
+
+
+ANNOTATED = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+\S*?:(\S+) \[")
+
+
+def self_costs(out_file: str) -> dict[str, int]:
+    """Instructions spent in each C function itself (``callgrind_annotate``)."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--threshold=100", "--auto=no", out_file],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    costs: dict[str, int] = {}
+    for line in text.splitlines():
+        match = ANNOTATED.match(line)
+        if match:
+            name = match.group(2)
+            costs[name] = costs.get(name, 0) + int(match.group(1).replace(",", ""))
+    return costs
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["time", "callgrind"], default="time")
+    parser.add_argument("--mode", choices=["time", "callgrind", "bytecodes"], default="time")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--chunks", type=int, default=200_000)
+    parser.add_argument(
+        "--functions", type=int, default=0, help="callgrind: also list the N busiest C functions"
+    )
     parser.add_argument("--only", help="comma-separated implementations: " + ",".join(IMPLS))
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -201,8 +298,28 @@ def main() -> int:
         print("| implementation | instructions/chunk, 1 line | 16 lines |")
         print("|---|--:|--:|")
         for impl in impls:
-            figures = [callgrind(impl, shape, 500, 3_000) for shape in SHAPES]
+            figures = [callgrind(impl, shape, 500, 3_000)[0] for shape in SHAPES]
             print(f"| {impl} | {figures[0]:,.0f} | {figures[1]:,.0f} |")
+        for impl in impls if args.functions else ():
+            total, busiest = callgrind(impl, "x1", 500, 3_000, args.functions)
+            print(f"\n{impl}, 1 line per chunk, {total:,.0f} instructions: own cost by C function")
+            print("| C function | instructions/chunk | share |")
+            print("|---|--:|--:|")
+            for name, cost in busiest:
+                print(f"| `{name}` | {cost:,.0f} | {cost / total:.1%} |")
+        return 0
+    if args.mode == "bytecodes":
+        for impl in impls:
+            rows = bytecodes(impl, "x1")
+            total = sum(r[1] for r in rows)
+            ncalls = sum(r[2] for r in rows)
+            print(
+                f"\n{impl}, 1 line per chunk: {total:.0f} bytecodes, {ncalls:.0f} calls/resumptions"
+            )
+            print("| function | bytecodes/chunk | calls or resumptions/chunk |")
+            print("|---|--:|--:|")
+            for key, n_ops, n_calls in rows:
+                print(f"| `{key}` | {n_ops:.0f} | {n_calls:.2f} |")
         return 0
     result = time_all(args.runs, args.chunks)
     print(f"CPU ns per chunk, median of {args.runs} runs of {args.chunks:,} chunks, alternated")

@@ -393,6 +393,214 @@ def test_server_shutdown_ends_a_handler_waiting_for_input() -> None:
     assert len(ended) == 1
 
 
+# -- the hot path: a line handed straight into the read the handler waits in --------
+# (data_received resumes the handler with the line; its next read, with nothing
+# in hand, waits at once. Every feature must hold on that path too.)
+
+
+def test_lines_in_pieces_and_in_batches_reach_the_handler_in_order() -> None:
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            stream.write_line(b"got " + line)
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            for piece in (b"on", b"e\r", b"\ntwo\r\nthr", b"ee\r\n", b"4\r\n5\r\n6\r\n"):
+                stream.write_raw(piece)
+                await stream.drain()
+                await asyncio.sleep(0.02)  # each piece its own chunk (most likely)
+            for expected in (b"one", b"two", b"three", b"4", b"5", b"6"):
+                assert await stream.readline() == b"got " + expected
+            await stream.aclose()
+
+    run(main)
+
+
+def test_handlers_context_variables_hold_when_resumed_from_data_received() -> None:
+    name: contextvars.ContextVar[bytes] = contextvars.ContextVar("name")
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:  # no other await: every step is a hand-over
+            if line.startswith(b"I am "):
+                name.set(line[5:])
+            stream.write_line(name.get(b"nobody"))
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            a = await linechat.connect("127.0.0.1", port)
+            b = await linechat.connect("127.0.0.1", port)
+            for stream, line, answer in [
+                (a, b"I am a", b"a"),
+                (b, b"who?", b"nobody"),
+                (b, b"I am b", b"b"),
+                (a, b"who?", b"a"),
+                (b, b"who?", b"b"),
+            ]:
+                stream.write_line(line)
+                assert await stream.readline() == answer
+            await a.aclose()
+            await b.aclose()
+
+    run(main)
+
+
+def test_timeout_on_a_read_that_waits_after_a_hand_over() -> None:
+    """Cancelled where it waits, the read consumes nothing and the next read may wait."""
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            if line == b"wait":
+                try:
+                    async with asyncio.timeout(0.1):
+                        await stream.readline()  # the client stays silent
+                except TimeoutError:
+                    stream.write_line(b"timed out")
+            else:
+                stream.write_line(b"got " + line)
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            stream.write_line(b"wait")
+            assert await stream.readline() == b"timed out"
+            stream.write_line(b"again")
+            assert await stream.readline() == b"got again"
+            stream.write_line(b"wait")
+            assert await stream.readline() == b"timed out"
+            await stream.aclose()
+
+    run(main)
+
+
+def test_an_over_long_line_after_good_ones_in_one_chunk_comes_in_order() -> None:
+    async def handler(stream: LineStream) -> None:
+        while True:
+            try:
+                line = await stream.readline()
+            except LineTooLong:
+                stream.write_line(b"too long")
+                stream.resync()
+                continue
+            if line is None:
+                return
+            stream.write_line(b"got " + line)
+
+    async def main() -> None:
+        server, port = await serving(handler, max_line_length=10)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            stream.write_line(b"a")
+            assert await stream.readline() == b"got a"  # the handler waits in a hand-over
+            stream.write_raw(b"b\r\n" + b"x" * 50 + b"\r\nc\r\n")
+            for expected in (b"got b", b"too long", b"got c"):
+                assert await stream.readline() == expected
+            await stream.aclose()
+
+    run(main)
+
+
+def test_what_a_handler_writes_before_it_raises_is_delivered() -> None:
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            stream.write_line(b"ok " + line)
+            if line == b"boom":
+                stream.write_line(b"last words")
+                raise RuntimeError("handler bug")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            for chunks in ([b"one\r\n", b"boom\r\n"], [b"one\r\nboom\r\nlost\r\n"]):
+                stream = await linechat.connect("127.0.0.1", port)
+                for chunk in chunks:
+                    stream.write_raw(chunk)
+                    await stream.drain()
+                    await asyncio.sleep(0.02)
+                answers = [line async for line in stream]
+                assert answers == [b"ok one", b"ok boom", b"last words"]
+                await stream.aclose()
+
+    logging.getLogger("linechat.stream").setLevel(logging.CRITICAL)  # the expected error
+    try:
+        run(main)
+    finally:
+        logging.getLogger("linechat.stream").setLevel(logging.NOTSET)
+
+
+def test_counted_payload_in_a_later_chunk_after_a_hand_over() -> None:
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            if line.startswith(b"set "):
+                data = await stream.readexactly(int(line[4:]) + 2)
+                stream.write_line(b"STORED " + data.replace(b"\r\n", b"|"))
+            else:
+                stream.write_line(b"got " + line)
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            for piece in (b"set 7\r\n", b"he\r\n", b"llo\r\nnext\r\n"):
+                stream.write_raw(piece)
+                await stream.drain()
+                await asyncio.sleep(0.02)
+            assert await stream.readline() == b"STORED he|llo|"
+            assert await stream.readline() == b"got next"
+            await stream.aclose()
+
+    run(main)
+
+
+def test_shutdown_ends_a_handler_waiting_after_a_hand_over() -> None:
+    ended: list[str] = []
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            stream.write_line(b"got " + line)
+        ended.append("end of stream")
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        stream = await linechat.connect("127.0.0.1", port)
+        stream.write_line(b"hi")
+        assert await stream.readline() == b"got hi"
+        await server.shutdown(1.0)  # type: ignore[attr-defined]
+        assert await stream.readline() is None
+        await stream.aclose()
+
+    run(main)
+    assert ended == ["end of stream"]
+
+
+def test_a_second_read_while_the_handler_waits_is_refused() -> None:
+    async def handler(stream: LineStream) -> None:
+        other: asyncio.Future[bytes | None] | None = None
+        async for _ in stream:
+            if other is None:
+                other = asyncio.ensure_future(stream.readline())  # runs while we wait below
+                stream.write_line(b"started")
+            else:
+                error = other.exception()
+                stream.write_line(str(error).encode())
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            stream = await linechat.connect("127.0.0.1", port)
+            stream.write_line(b"one")
+            assert await stream.readline() == b"started"
+            await asyncio.sleep(0.05)
+            stream.write_line(b"two")
+            assert await stream.readline() == b"another read is already waiting on this stream"
+            await stream.aclose()
+
+    run(main)
+
+
 def test_unix_socket_both_sides(tmp_path: Path) -> None:
     path = str(tmp_path / "s.sock")
 

@@ -130,6 +130,11 @@ SERVERS = [
         _linechat("--loop", "uvloop", "--layer", "stream"),
         "linechat serve, stream layer, uvloop",
     ),
+    Server(
+        "linechat-stream-uvloop-compiled",
+        _compiled("--loop", "uvloop", "--layer", "stream"),
+        "linechat serve, stream layer, uvloop, with $LINECHAT_COMPILED first on the path",
+    ),
     Server("seed", _script("seed_server.py"), "the seed's ChatProtocol algorithm, asyncio"),
     Server(
         "asyncio-streams",
@@ -151,6 +156,16 @@ SERVERS = [
         "bare-uvloop",
         _script("bare_server.py", "--loop", "uvloop"),
         "the same bare Protocol on uvloop",
+    ),
+    Server(
+        "coro-asyncio",
+        _script("coro_server.py", "--loop", "asyncio"),
+        "a coroutine per connection resumed per line, no limits (stream-layer floor), asyncio",
+    ),
+    Server(
+        "coro-uvloop",
+        _script("coro_server.py", "--loop", "uvloop"),
+        "the same coroutine floor on uvloop",
     ),
     Server("c-reference", _cecho, "C epoll echo server, one thread (machine limit)"),
 ]

@@ -60,8 +60,10 @@ class HandlerTask:
         "_context",
         "_coro",
         "_fut_waiter",
+        "_loop",
         "_must_cancel",
         "_owner",
+        "_send",
         "stepping",
         "waiting_for_input",
     )
@@ -70,6 +72,11 @@ class HandlerTask:
 
     def __init__(self, coro: Coroutine[Any, Any, Any], owner: Owner) -> None:
         self._coro: Coroutine[Any, Any, Any] | None = coro
+        # The class's own send (a coroutine's is a C method descriptor): called
+        # with the coroutine, it costs no bound method per step.
+        self._send: Callable[[Any, Any], Any] = type(coro).send
+        # Set by the first step (or start()); resume() comes only after one.
+        self._loop = cast(asyncio.AbstractEventLoop, None)
         self._context = contextvars.copy_context()  # as a Task has: the handler's own
         self._owner = owner
         self._fut_waiter: asyncio.Future[Any] | None = None
@@ -83,7 +90,8 @@ class HandlerTask:
 
     def start(self) -> None:
         """Run the coroutine from the loop's next turn on, as a new Task would."""
-        asyncio.get_running_loop().call_soon(self.step, context=_NO_CONTEXT)
+        loop = self._loop = asyncio.get_running_loop()
+        loop.call_soon(self.step, context=_NO_CONTEXT)
 
     def discard(self) -> None:
         """For a task never started: close the coroutine (no "never awaited" warning)."""
@@ -109,7 +117,9 @@ class HandlerTask:
             self._must_cancel = None
         self.waiting_for_input = False
         self._fut_waiter = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         try:
             _enter_task(loop, self)
         except RuntimeError:  # called from inside a task: one at a time, so next turn
@@ -120,7 +130,7 @@ class HandlerTask:
             if exc is not None:
                 result = self._context.run(coro.throw, exc)
             else:
-                result = self._context.run(coro.send, value)
+                result = self._context.run(self._send, coro, value)
         except StopIteration:
             self._finish(None, cancelled=False)
         except asyncio.CancelledError:
@@ -139,9 +149,48 @@ class HandlerTask:
             self.stepping = False
             _leave_task(loop, self)
 
+    def resume(self, value: Any) -> None:
+        """:meth:`step` for the hot path: only while :attr:`waiting_for_input`.
+
+        The input the coroutine waits for is ``value`` (a line). Waiting for
+        input, the task has no future, no cancellation pending and is not
+        stepping, so none of that is looked at again here.
+        """
+        self.waiting_for_input = False
+        loop = self._loop
+        try:
+            _enter_task(loop, self)
+        except RuntimeError:  # called from inside a task: one at a time, so next turn
+            loop.call_soon(self.step, value, None, context=_NO_CONTEXT)
+            return
+        self.stepping = True
+        try:
+            result = self._context.run(self._send, self._coro, value)
+        except BaseException as error:
+            self._ended(error)
+        else:
+            if result is WAIT_FOR_INPUT and self._must_cancel is None:
+                self.waiting_for_input = True  # the usual case, inline
+            else:
+                self._wait_on(result)
+        finally:
+            self.stepping = False
+            _leave_task(loop, self)
+
+    def _ended(self, error: BaseException) -> None:
+        """The coroutine returned or raised out of :meth:`resume`."""
+        if isinstance(error, StopIteration):
+            self._finish(None, cancelled=False)
+        elif isinstance(error, asyncio.CancelledError):
+            self._finish(None, cancelled=True)
+        else:
+            self._finish(error, cancelled=False)
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise error
+
     def _wait_on(self, result: Any) -> None:
         """The coroutine yielded ``result``: wait for it the way a Task would."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if result is WAIT_FOR_INPUT:
             if self._must_cancel is None:
                 self.waiting_for_input = True

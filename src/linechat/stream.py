@@ -30,7 +30,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH
@@ -50,115 +50,6 @@ Handler = Callable[["LineStream"], Coroutine[Any, Any, None]]
 
 _LINE, _NEXT = -1, -2  # what a pending read wants; n >= 0 is readexactly(n)
 
-T = TypeVar("T")
-
-
-@types.coroutine
-def _ready(value: T) -> Generator[Any, None, T]:
-    """An awaitable that is already done: cheaper than a finished Future."""
-    return value
-    yield  # a generator, hence awaitable
-
-
-class _Read(Generator[Any, None, Any]):
-    """The awaitable ``readline()`` & co. return when nothing is in hand.
-
-    Awaited by the stream's :class:`HandlerTask` (a server's handler) it
-    yields ``WAIT_FOR_INPUT``, and the task is resumed from ``data_received``
-    with no future at all, usually with the line itself; awaited by anything
-    else (a client's own task) it waits on a future that the input's arrival
-    resolves. Either way it takes what it wants only when resumed, so a read
-    cancelled before that consumes nothing. One per stream, reused: one read
-    may wait at a time.
-    """
-
-    __slots__ = ("_future", "_stream", "active", "want")
-
-    def __init__(self, stream: LineStream) -> None:
-        self._stream = stream
-        self.want = _LINE
-        self.active = False  # handed out and not finished
-        self._future: asyncio.Future[None] | None = None
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self
-
-    def __next__(self) -> Any:
-        stream = self._stream
-        self._future = None
-        if (  # the usual case, inline: every line read, nothing more in hand
-            stream._next >= len(stream._lines)
-            and not stream.framer.buffered
-            and stream._error is None
-            and not (stream.eof or stream._gone or stream._ended)
-        ):
-            stream._lines, stream._next = (), 0  # let the last batch go, and its chunk
-            stream.framer.commit()
-            task = stream.task
-            # Run from data_received (which sends the replies as it returns)
-            # with reading on: nothing to do but wait.
-            if (
-                task is not None
-                and task.stepping
-                and stream._in_chunk
-                and not stream._reading_paused
-            ):
-                return WAIT_FOR_INPUT
-            return self._park(stream)
-        try:
-            found, value = stream._take(self.want)
-        except BaseException:
-            self.active = False
-            raise
-        if found:
-            self.active = False
-            raise StopIteration(value)
-        return self._park(stream)
-
-    def _park(self, stream: LineStream) -> Any:
-        """Nothing to take: wait (what to yield to whoever runs the awaiting coroutine)."""
-        stream._about_to_wait()
-        task = stream.task
-        if task is not None and task.stepping:
-            return WAIT_FOR_INPUT
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future._asyncio_future_blocking = True
-        self._future = future
-        return future
-
-    def send(self, value: Any) -> Any:
-        if value is None:
-            return self.__next__()
-        self.active = False  # the handler's task hands over the line read for us
-        raise StopIteration(value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        """Cancelled (or anything thrown in): stop waiting, nothing was consumed."""
-        self.close()
-        if val is None:
-            val = typ if isinstance(typ, BaseException) else typ()
-        if tb is not None:
-            val = val.with_traceback(tb)
-        raise val
-
-    def close(self) -> None:
-        self.active = False
-        if self._future is not None:
-            self._future.cancel()
-            self._future = None
-
-    def wake(self) -> None:
-        """Input, end of stream or an error came: resume the reader if it can go on."""
-        stream = self._stream
-        future = self._future
-        if future is not None:
-            if not future.done() and stream._ready_for(self.want):
-                future.set_result(None)
-            return
-        task = stream.task
-        if task is not None and task.waiting_for_input and stream._ready_for(self.want):
-            task.step()
-
 
 class LineStream(LineProtocol):
     """One line-oriented connection, read and written with coroutines.
@@ -167,10 +58,12 @@ class LineStream(LineProtocol):
     peer has closed and every line was read. An unterminated last line is
     returned like any other; :attr:`unterminated` then says so.
 
-    The read methods return awaitables, not coroutines: a line in hand costs
-    next to nothing, and a read that must wait costs no allocation (plus a
-    future when a task other than the stream's handler awaits it). One read
-    may wait at a time.
+    The read methods return generator-based coroutines (``types.coroutine``;
+    ``await`` them, or hand them to ``asyncio.ensure_future``/``wait_for``):
+    a line in hand costs one small generator, and a read that must wait costs
+    no future when the stream's own handler awaits it (one when another task
+    does). One read may wait at a time; a second raises ``RuntimeError``
+    when awaited.
 
     Made by :func:`connect` and :func:`start_server`; as a protocol it is
     built with a ``handler`` (server side: run for the connection) or none.
@@ -179,10 +72,12 @@ class LineStream(LineProtocol):
     __slots__ = (
         "_ended",
         "_error",
+        "_handing",
         "_lines",
         "_next",
-        "_read",
         "_reading_paused",
+        "_waiter",
+        "_want",
         "eof",
         "task",
         "unterminated",
@@ -196,7 +91,16 @@ class LineStream(LineProtocol):
         self._next = 0
         self._error: LineTooLong | None = None
         self._ended = False  # the framer has seen the end of stream
-        self._read: _Read | None = None  # made at the first read that waits
+        #: What the read waiting wants (_LINE, _NEXT, n >= 0 for readexactly(n)),
+        #: None while no read waits: input is then only buffered, not split.
+        self._want: int | None = None
+        #: The future a read waits on when a task other than the handler's awaits it.
+        self._waiter: asyncio.Future[None] | None = None
+        #: True while data_received hands a line to the handler: every line
+        #: in the buffer is in ``_lines`` and reading is on, so the handler's
+        #: next read, with no line in hand, can wait at once (set by
+        #: data_received only; any other read clears it).
+        self._handing = False
         self._reading_paused = False
         #: The peer has sent its end of stream.
         self.eof = False
@@ -251,14 +155,58 @@ class LineStream(LineProtocol):
             return
         self.bytes_in += len(data)  # the idle timer watches it
         framer = self.framer
-        read = self._read
-        if read is None or not read.active:
+        want = self._want
+        if want is None:  # no read waits: split lazily, when one asks
             framer.receive(data)
             if framer.buffered > READ_HIGH_WATER and not self._reading_paused:
                 self._reading_paused = True
                 self._set_reading(False)
             return
-        if read.want < 0 and self._next >= len(self._lines) and not self._ended and not self._error:
+        task = self.task
+        if (  # the handler waits for a line, and nothing holds this chunk back
+            want < 0
+            and task is not None
+            and task.waiting_for_input
+            and self._next >= len(self._lines)
+            and not (self._ended or self._error or self._writing_paused or self._reading_paused)
+            # (the buffer's length: the ``buffered`` property costs a call per chunk)
+            and len(data) + len(framer._buf) <= self._slice
+        ):
+            try:
+                lines = framer.feed(data)
+            except LineTooLong as exc:
+                lines, self._error = exc.lines, exc
+            else:
+                if not lines:
+                    return  # part of a line: nothing to do until the rest comes
+                # The hot path: hand the handler its line, straight into the
+                # read it waits in; its replies leave in one write when it
+                # waits again.
+                self._lines = lines
+                self._next = 1
+                self.lines_in += len(lines)
+                self._in_chunk = self._handing = True
+                try:
+                    task.resume(lines[0])
+                finally:
+                    self._handing = False
+                    # _end_chunk(), inline (as in LineProtocol.data_received:
+                    # keep the two in step).
+                    self._in_chunk = False
+                    out = self._out
+                    transport = self.transport
+                    if out and transport is not None:
+                        reply = out[0] if len(out) == 1 else b"".join(out)
+                        out.clear()
+                        self.bytes_out += len(reply)
+                        transport.write(reply)
+                    if self._closing:
+                        self._close_transport()
+                return
+            if lines:
+                self._lines, self._next = lines, 0
+                self.lines_in += len(lines)
+        elif want < 0 and self._next >= len(self._lines) and not self._ended and not self._error:
             # A line is awaited and every earlier one was read: split now (feed()
             # also returns complete lines received earlier, first).
             self._frame(data)
@@ -267,28 +215,11 @@ class LineStream(LineProtocol):
         if len(data) > self._slice and framer.buffered > READ_HIGH_WATER:
             self._reading_paused = True  # a backlog: read on once it is handled
             self._set_reading(False)
-        # Replies the handler writes now leave together, when it waits again.
         self._in_chunk = True
         try:
-            task = self.task
-            i = self._next
-            if task is not None and task.waiting_for_input and i < len(self._lines):
-                self._next = i + 1  # the common case: hand the handler its line
-                task.step(self._lines[i])
-            else:
-                read.wake()
+            self._input_changed()
         finally:
-            # _end_chunk(), inline: once per chunk while a handler reads.
-            self._in_chunk = False
-            out = self._out
-            transport = self.transport
-            if out and transport is not None:
-                reply = out[0] if len(out) == 1 else b"".join(out)
-                out.clear()
-                self.bytes_out += len(reply)
-                transport.write(reply)
-            if self._closing and transport is not None:
-                transport.close()
+            self._end_chunk()
 
     def eof_received(self) -> bool:
         if self._closing:
@@ -333,13 +264,7 @@ class LineStream(LineProtocol):
 
     def _line_in_progress(self) -> bool:
         """For the line deadline: part of a line arrived while the handler waits for it."""
-        read = self._read
-        return (
-            bool(self.framer.buffered)
-            and read is not None
-            and read.active
-            and not self._writing_paused
-        )
+        return bool(self.framer.buffered) and self._want is not None and not self._writing_paused
 
     def _written(self) -> None:
         # With no more input in hand the handler will wait for some next:
@@ -368,13 +293,27 @@ class LineStream(LineProtocol):
 
     # -- reading -----------------------------------------------------------
 
-    def readline(self) -> Awaitable[bytes | None]:
+    @types.coroutine
+    def readline(self) -> Generator[Any, bytes | None, bytes | None]:
         """The next line, delimiter removed; ``None`` at a clean end of stream."""
         i = self._next
-        if i < len(self._lines) and (i & 15 or not i or self._replies_fit()):  # a line in hand
-            self._next = i + 1
-            return _ready(self._lines[i])
-        return self._wait(_LINE)
+        lines = self._lines
+        if i < len(lines):
+            if i & 15 or not i or self._replies_fit():  # a line in hand
+                self._next = i + 1
+                return lines[i]
+        elif self._handing and self._want is None:  # as in __anext__
+            self._lines, self._next = (), 0
+            self.framer.commit()
+            self._want = _LINE
+            try:
+                line = yield WAIT_FOR_INPUT
+            finally:
+                self._want = None
+            if line is not None:
+                return line
+        result: bytes | None = yield from self._read(_LINE)
+        return result
 
     def readexactly(self, n: int) -> Awaitable[bytes]:
         """Exactly ``n`` raw bytes (a counted payload); mixes freely with lines.
@@ -383,42 +322,95 @@ class LineStream(LineProtocol):
         """
         if n < 0:
             raise ValueError("n must be >= 0")
-        return self._wait(n)
+        return self._read(n)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
-    def __anext__(self) -> Awaitable[bytes]:
+    @types.coroutine
+    def __anext__(self) -> Generator[Any, bytes | None, bytes]:
+        """The next line (``async for``); the cheapest way to read.
+
+        A generator-based coroutine: awaited, it runs in the awaiting
+        coroutine's own step, with no awaitable object of its own to call.
+        """
         i = self._next
-        if i < len(self._lines) and (i & 15 or not i or self._replies_fit()):
-            self._next = i + 1
-            return _ready(self._lines[i])
-        read = self._read  # _wait(_NEXT), inline: once per line a handler waits for
-        if read is None or read.active:
-            return self._wait(_NEXT)
-        read.active = True
-        read.want = _NEXT
-        return read
+        lines = self._lines
+        if i < len(lines):
+            if i & 15 or not i or self._replies_fit():  # a line in hand
+                self._next = i + 1
+                return lines[i]
+        elif self._handing and self._want is None:
+            # The usual case: data_received handed the handler a line, which
+            # it has answered. Every line received was read: let the batch
+            # (and its chunk) go, and wait. data_received sends the replies
+            # when this yields, and resumes the handler with the next line.
+            self._lines, self._next = (), 0
+            self.framer.commit()
+            self._want = _NEXT
+            try:
+                line = yield WAIT_FOR_INPUT
+            finally:
+                self._want = None
+            if line is not None:
+                return line
+            # Woken for something else (end of stream, an error): the general way.
+        result: bytes = yield from self._read(_NEXT)
+        return result
 
     def resync(self) -> None:
         """After :class:`LineTooLong`: skip the rest of that line and read on."""
         self.framer.resync()
 
-    def _wait(self, want: int) -> _Read:
-        read = self._read
-        if read is None:
-            read = self._read = _Read(self)
-        elif read.active:
+    @types.coroutine
+    def _read(self, want: int) -> Generator[Any, Any, Any]:
+        """Wait until a read of ``want`` can finish, and finish it.
+
+        Awaited by the stream's :class:`HandlerTask` (a server's handler) it
+        yields ``WAIT_FOR_INPUT``: the task is resumed from ``data_received``
+        with no future at all, usually with the line itself. Awaited by
+        anything else (a client's own task) it waits on a future that the
+        input's arrival resolves. Either way it takes what it wants only once
+        resumed, so a read cancelled before that consumes nothing. One read
+        may wait at a time.
+        """
+        if self._want is not None:
             raise RuntimeError("another read is already waiting on this stream")
-        read.active = True
-        read.want = want
-        return read
+        self._handing = False  # this read may frame, rewind, take: the handover's promise ends
+        self._want = want
+        try:
+            while True:
+                found, value = self._take(want)
+                if found:
+                    return value
+                self._about_to_wait()
+                task = self.task
+                if task is not None and task.stepping:
+                    value = yield WAIT_FOR_INPUT
+                    if value is not None:  # data_received handed over the line
+                        return value
+                    continue
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    yield from waiter
+                finally:
+                    self._waiter = None
+        finally:
+            self._want = None
 
     def _input_changed(self) -> None:
-        """Input, end of stream or connection loss: wake the read waiting, if any."""
-        read = self._read
-        if read is not None and read.active:
-            read.wake()
+        """Input, end of stream or connection loss: resume the read waiting, if it can go on."""
+        want = self._want
+        if want is None:
+            return
+        waiter = self._waiter
+        if waiter is not None:
+            if not waiter.done() and self._ready_for(want):
+                waiter.set_result(None)
+            return
+        task = self.task
+        if task is not None and task.waiting_for_input and self._ready_for(want):
+            task.step()
 
     def _ready_for(self, want: int) -> bool:
         """Would a read of ``want`` finish now? (Frames buffered input; consumes nothing.)"""
