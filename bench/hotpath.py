@@ -19,6 +19,13 @@ Two measures:
 
     .venv/bin/python bench/hotpath.py --runs 7
     .venv/bin/python bench/hotpath.py --mode callgrind
+    .venv/bin/python bench/hotpath.py --mode callgrind --compiled   # pure and compiled
+
+``--compiled`` (callgrind mode) adds rows for linechat's optional compiled
+build: the hot modules compiled by mypyc into ``build/compiled`` with the
+shipped build hook (``hatch_build.py --out``, what ``make compiled`` does;
+``--compiled-dir`` names a folder built before), each child run with that
+folder first on ``PYTHONPATH`` and checked to have loaded the compiled modules.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import asyncio
 import collections
 import gc
 import importlib
+import os
 import re
 import statistics
 import subprocess
@@ -38,6 +46,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 sys.path.insert(0, str(HERE / "echo" / "servers"))
 
 from linechat.services.echo import FRAMING, EchoProtocol, echo_handler  # noqa: E402
@@ -151,6 +160,11 @@ def time_all(runs: int, chunks: int) -> dict[tuple[str, str], float]:
 
 
 def child(impl: str, shape: str, chunks: int) -> None:
+    if os.environ.get("HOTPATH_COMPILED"):
+        import linechat
+
+        if not linechat.COMPILED:
+            raise SystemExit(f"asked for the compiled build, got the pure one: {linechat.__file__}")
     asyncio.set_event_loop(asyncio.new_event_loop())
     run = in_loop(lambda: driver(impl, SHAPES[shape]))
     settle()
@@ -160,7 +174,11 @@ def child(impl: str, shape: str, chunks: int) -> None:
 COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
-def callgrind(impl: str, shape: str, low: int, high: int) -> float:
+def callgrind(impl: str, shape: str, low: int, high: int, compiled: str = "") -> float:
+    """Instructions per chunk; with ``compiled`` (a folder), of the compiled build."""
+    env = dict(os.environ)
+    if compiled:
+        env.update(PYTHONPATH=compiled, HOTPATH_COMPILED="1")
     totals = []
     for n in (low, high):
         out = subprocess.run(
@@ -177,6 +195,7 @@ def callgrind(impl: str, shape: str, low: int, high: int) -> float:
             ],
             capture_output=True,
             check=True,
+            env=env,
         )
         match = COLLECTED.search(out.stderr)
         if match is None:
@@ -185,12 +204,29 @@ def callgrind(impl: str, shape: str, low: int, high: int) -> float:
     return (totals[1] - totals[0]) / (high - low)
 
 
+def build_compiled() -> Path:
+    """The shipped build hook, compiling into build/compiled (as ``make compiled``)."""
+    out = REPO / "build" / "compiled"
+    subprocess.run(
+        [sys.executable, str(REPO / "hatch_build.py"), "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=["time", "callgrind"], default="time")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--chunks", type=int, default=200_000)
     parser.add_argument("--only", help="comma-separated implementations: " + ",".join(IMPLS))
+    parser.add_argument(
+        "--compiled", action="store_true", help="callgrind: also the mypyc-compiled build"
+    )
+    parser.add_argument(
+        "--compiled-dir", type=Path, help="a compiled build made before (default: build it)"
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -198,12 +234,20 @@ def main() -> int:
         return 0
     impls = args.only.split(",") if args.only else list(IMPLS)
     if args.mode == "callgrind":
+        builds = [("", "")]
+        if args.compiled or args.compiled_dir:
+            builds.append((" (compiled)", str(args.compiled_dir or build_compiled())))
         print("| implementation | instructions/chunk, 1 line | 16 lines |")
         print("|---|--:|--:|")
         for impl in impls:
-            figures = [callgrind(impl, shape, 500, 3_000) for shape in SHAPES]
-            print(f"| {impl} | {figures[0]:,.0f} | {figures[1]:,.0f} |")
+            for label, folder in builds:
+                if folder and impl == "bare":
+                    continue  # not linechat: nothing compiled
+                figures = [callgrind(impl, shape, 500, 3_000, folder) for shape in SHAPES]
+                print(f"| {impl}{label} | {figures[0]:,.0f} | {figures[1]:,.0f} |")
         return 0
+    if args.compiled or args.compiled_dir:
+        parser.error("--compiled needs --mode callgrind (one process cannot load both builds)")
     result = time_all(args.runs, args.chunks)
     print(f"CPU ns per chunk, median of {args.runs} runs of {args.chunks:,} chunks, alternated")
     print("| implementation | 1 line/chunk | vs bare | 16 lines/chunk | vs bare |")

@@ -18,11 +18,23 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
 from .idle_watch import IdleWatch, watch
+
+if TYPE_CHECKING:
+    from _typeshed import IdentityFunction
+
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # the pure package does not need mypy_extensions
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> IdentityFunction:
+        """Read by mypyc at compile time; without mypy_extensions, a decorator that does nothing."""
+        return lambda cls: cls
+
 
 __all__ = ["DEFAULT_WRITE_HIGH_WATER", "LineProtocol", "encode_line"]
 
@@ -44,10 +56,18 @@ _EOF_SENT = 4  # ...and our end of stream is on its way
 
 
 def encode_line(line: bytes | str) -> bytes:
-    """Lines are bytes on the wire; text is sent as UTF-8."""
-    return line.encode() if isinstance(line, str) else line
+    """Lines are bytes on the wire; text is sent as UTF-8. Anything else is a TypeError."""
+    if isinstance(line, str):
+        return line.encode()
+    if isinstance(line, bytes):
+        return line
+    # As the compiled build says on entry (bytearray, memoryview, None...).
+    raise TypeError(f"a line must be bytes or str, not {type(line).__name__}")
 
 
+# Compiled by mypyc (the optional build), a class that Python code may
+# subclass must say so: services, the stream layer and users' protocols do.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class LineProtocol(asyncio.Protocol):
     """A line-oriented connection, for servers and clients alike.
 
@@ -257,7 +277,9 @@ class LineProtocol(asyncio.Protocol):
             self._written()
 
     def write_raw(self, data: bytes) -> None:
-        """Send bytes as they are (a counted payload, a pre-built batch)."""
+        """Send ``bytes`` as they are (a counted payload, a pre-built batch)."""
+        if not isinstance(data, bytes):  # as the compiled build checks on entry
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
         if self._closing or not data:
             return
         self._out.append(data)
