@@ -131,8 +131,10 @@ class LineFramer:
         """Add ``data`` (``bytes``); return the lines it completes, delimiters removed."""
         # Hot path: called once per chunk, often with tiny chunks, so the
         # common cases run inline with as few attribute reads as possible.
-        if data.__class__ is not bytes and not isinstance(data, bytes):
-            raise _not_bytes(data)  # bytearray would give bytearray lines; compiled, TypeError
+        if type(data) is not bytes and not isinstance(data, bytes):
+            # bytearray would give bytearray lines (compiled: a TypeError on entry);
+            # type() first: mypyc makes it a pointer compare.
+            raise _not_bytes(data)
         if not self._fast:
             return self._feed_slow(data)
         buf = self._buf
@@ -144,9 +146,16 @@ class LineFramer:
                     size = len(data)
                 else:
                     lines = data.split(b"\r\n")
-                    if data.count(b"\n") != len(lines) - 1:
-                        return self._split(data)  # bare LFs too
-                    size = len(data) - len(lines) + 1
+                    n = len(lines)
+                    # Bare LFs too? One line's chunk (two parts) is asked with two
+                    # memchrs: bytes.count() parses its arguments the slow way.
+                    if (
+                        (10 in lines[0] or (lines[1] and 10 in lines[1]))
+                        if n == 2
+                        else data.count(b"\n") != n - 1
+                    ):
+                        return self._split(data)
+                    size = len(data) - n + 1
             else:
                 lines = data.split(self._sep)
                 size = len(data)

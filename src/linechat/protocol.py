@@ -97,6 +97,8 @@ class LineProtocol(asyncio.Protocol):
         "_line_started",
         "_lines_seen",
         "_out",
+        "_prefix",
+        "_prefixed",
         "_pulling",
         "_raw_wanted",
         "_seen_bytes",
@@ -164,6 +166,7 @@ class LineProtocol(asyncio.Protocol):
         self.lines_in = self.lines_out = self.bytes_in = self.bytes_out = 0
         self.close_exception: BaseException | None = None
         self._out: list[bytes] = []
+        self._prefix = self._prefixed = b""  # write_lines(): the last prefix, and delimiter + it
         self._in_chunk = False
         self._closing = False
         self._stop_batch = False
@@ -265,7 +268,13 @@ class LineProtocol(asyncio.Protocol):
         if not lines:
             return
         delimiter = self.delimiter
-        separator = delimiter + prefix if prefix else delimiter
+        if not prefix:
+            separator = delimiter
+        elif prefix is self._prefix:  # a service's prefix is the same every time
+            separator = self._prefixed
+        else:
+            separator = self._prefixed = delimiter + prefix
+            self._prefix = prefix
         try:
             body = separator.join(lines)  # type: ignore[arg-type]
         except TypeError:
@@ -464,8 +473,25 @@ class LineProtocol(asyncio.Protocol):
         try:
             if len(data) > self._slice or self._held_input is not None:
                 self._receive_slices(data)
-            else:
+            elif self._pulling:
                 self._handle(data)
+            else:
+                # _handle(), inline for the usual chunk (keep the two in step):
+                # a call saved, and compiled, a method call on a class Python
+                # may subclass goes through a Python-level lookup.
+                framer = self.framer
+                try:
+                    lines = framer.feed(data)
+                except LineTooLong as exc:
+                    self._too_long(exc)
+                else:
+                    if lines:
+                        self.lines_in += len(lines)
+                        self.lines_received(lines)
+                        if self._pulling:
+                            self._pull()
+                    if not self._pulling:
+                        framer.commit()  # so this chunk is not kept alive
         except Exception as exc:
             self._callback_failed(exc)
         finally:
