@@ -227,6 +227,11 @@ def main() -> int:
     parser.add_argument(
         "--compiled-dir", type=Path, help="a compiled build made before (default: build it)"
     )
+    parser.add_argument(
+        "--callgrind-chunks",
+        default="500,3000",
+        help="callgrind: the two chunk counts LOW,HIGH (more: slower, less noise)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -234,6 +239,7 @@ def main() -> int:
         return 0
     impls = args.only.split(",") if args.only else list(IMPLS)
     if args.mode == "callgrind":
+        low, high = (int(n) for n in args.callgrind_chunks.split(","))
         builds = [("", "")]
         if args.compiled or args.compiled_dir:
             builds.append((" (compiled)", str(args.compiled_dir or build_compiled())))
@@ -243,7 +249,7 @@ def main() -> int:
             for label, folder in builds:
                 if folder and impl == "bare":
                     continue  # not linechat: nothing compiled
-                figures = [callgrind(impl, shape, 500, 3_000, folder) for shape in SHAPES]
+                figures = [callgrind(impl, shape, low, high, folder) for shape in SHAPES]
                 print(f"| {impl}{label} | {figures[0]:,.0f} | {figures[1]:,.0f} |")
         return 0
     if args.compiled or args.compiled_dir:
