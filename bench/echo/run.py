@@ -14,6 +14,13 @@ idle connection.
 
     .venv/bin/python bench/echo/run.py --quick
     .venv/bin/python bench/echo/run.py --markdown bench/echo/RESULTS.md
+    .venv/bin/python bench/echo/run.py --compiled --scenarios 1000x1,100x16 \
+        --only linechat-uvloop,linechat-uvloop-compiled,bare-uvloop,c-reference
+
+``--compiled`` builds linechat's optional mypyc-compiled hot modules into
+``build/compiled`` with the shipped build hook (``hatch_build.py --out``, as
+``make compiled``) for the ``*-compiled`` servers, pure and compiled then
+alternate in one run; ``$LINECHAT_COMPILED`` names a folder built before.
 """
 
 from __future__ import annotations
