@@ -166,7 +166,9 @@ class LineProtocol(asyncio.Protocol):
         self.lines_in = self.lines_out = self.bytes_in = self.bytes_out = 0
         self.close_exception: BaseException | None = None
         self._out: list[bytes] = []
-        self._prefix = self._prefixed = b""  # write_lines(): the last prefix, and delimiter + it
+        # write_lines(): the last prefix, and delimiter + it (``delimiter`` is
+        # the framer's, fixed for the connection).
+        self._prefix = self._prefixed = b""
         self._in_chunk = False
         self._closing = False
         self._stop_batch = False
