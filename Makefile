@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 FUZZ_STAMP := $(VENV)/.installed-fuzz
 FUZZ_SECONDS ?= 300
 
-.PHONY: run test lint docs docs-serve bench bench-tools fuzz dist ci clean
+.PHONY: run test lint docs docs-serve bench bench-tools fuzz dist ci clean compiled test-compiled
 
 $(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,8 @@ test: $(DEV_STAMP)
 	$(BIN)/pytest -q
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests bench examples docs/hooks noxfile.py .ci
-	$(BIN)/ruff format --check src tests bench examples docs/hooks noxfile.py .ci
+	$(BIN)/ruff check src tests bench examples docs/hooks noxfile.py .ci hatch_build.py
+	$(BIN)/ruff format --check src tests bench examples docs/hooks noxfile.py .ci hatch_build.py
 	$(BIN)/mypy
 
 # The site, built strictly: a warning, a broken link or a missing reference fails.
@@ -74,6 +74,16 @@ dist: $(DEV_STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/python .ci/check_wheel.py dist/*.whl
+
+# The optional mypyc-compiled build (hatch_build.py). `make compiled`: a complete
+# linechat with its hot modules compiled, in build/compiled, for
+# PYTHONPATH=build/compiled (the echo benchmark's --compiled builds the same);
+# `make test-compiled`: the suite on the compiled wheel, as CI runs it.
+compiled: $(DEV_STAMP)
+	$(BIN)/python hatch_build.py --out build/compiled
+
+test-compiled: $(DEV_STAMP)
+	$(BIN)/nox -s tests_compiled
 
 ci:
 	.ci/run

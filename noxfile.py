@@ -1,4 +1,4 @@
-"""CI sessions: the test suite on every supported Python, without uvloop, the wheel, docs, fuzzing.
+"""CI sessions: the suite on every supported Python, without uvloop, compiled; wheel, docs, fuzzing.
 
     .venv/bin/nox -l                      # the sessions
     .venv/bin/nox -s "tests-3.12"         # one of them
@@ -19,7 +19,7 @@ import nox
 
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "tests_no_uvloop", "docs", "wheel", "fuzz"]
+nox.options.sessions = ["tests", "tests_no_uvloop", "tests_compiled", "docs", "wheel", "fuzz"]
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 ROOT = Path(__file__).parent
@@ -39,7 +39,7 @@ def pytest_args(session: nox.Session) -> list[str]:
 def tests(session: nox.Session) -> None:
     """The whole suite, linechat installed with the fast extra (uvloop)."""
     session.install(".[fast,test]")
-    session.run("pytest", *pytest_args(session))
+    session.run("pytest", *pytest_args(session), env={"LINECHAT_EXPECT_COMPILED": "0"})
 
 
 @nox.session(python="3.11")
@@ -47,7 +47,30 @@ def tests_no_uvloop(session: nox.Session) -> None:
     """The whole suite with uvloop absent: --loop auto falls back to asyncio."""
     session.install(".[test]")
     session.run("python", "-c", "import importlib.util as u; assert not u.find_spec('uvloop')")
-    session.run("pytest", *pytest_args(session))
+    session.run("pytest", *pytest_args(session), env={"LINECHAT_EXPECT_COMPILED": "0"})
+
+
+# Run in the session's venv: every module the compiled build compiles is the
+# mypyc extension, not the .py beside it, and linechat.COMPILED says so.
+CHECK_COMPILED = """
+import importlib, importlib.machinery, sys, tomllib
+import linechat
+hook = tomllib.load(open("pyproject.toml", "rb"))["tool"]["hatch"]["build"]["targets"]["wheel"]
+names = [f.removesuffix(".py").replace("/", ".") for f in hook["hooks"]["custom"]["compile"]]
+suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+pure = [n for n in names if not (importlib.import_module(n).__file__ or "").endswith(suffixes)]
+if pure or not linechat.COMPILED:
+    sys.exit(f"not compiled: {pure or 'linechat.COMPILED is False'}")
+print("compiled:", ", ".join(importlib.import_module(n).__file__ for n in names))
+"""
+
+
+@nox.session(python="3.11")
+def tests_compiled(session: nox.Session) -> None:
+    """The whole suite on the compiled build (LINECHAT_COMPILE=1): fails if it is not compiled."""
+    session.install(".[fast,test]", env={"LINECHAT_COMPILE": "1"})
+    session.run("python", "-c", CHECK_COMPILED)
+    session.run("pytest", *pytest_args(session), env={"LINECHAT_EXPECT_COMPILED": "1"})
 
 
 @nox.session(python="3.11")

@@ -23,7 +23,14 @@ Two measures:
 
     .venv/bin/python bench/hotpath.py --runs 7
     .venv/bin/python bench/hotpath.py --mode callgrind [--functions 20]
+    .venv/bin/python bench/hotpath.py --mode callgrind --compiled   # pure and compiled
     .venv/bin/python bench/hotpath.py --mode bytecodes --only protocol,stream
+
+``--compiled`` (callgrind mode) adds rows for linechat's optional compiled
+build: the hot modules compiled by mypyc into ``build/compiled`` with the
+shipped build hook (``hatch_build.py --out``, what ``make compiled`` does;
+``--compiled-dir`` names a folder built before), each child run with that
+folder first on ``PYTHONPATH`` and checked to have loaded the compiled modules.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 sys.path.insert(0, str(HERE / "echo" / "servers"))
 
 from linechat.services.echo import FRAMING, EchoProtocol, echo_handler  # noqa: E402
@@ -172,6 +180,11 @@ def time_all(runs: int, chunks: int) -> dict[tuple[str, str], float]:
 
 
 def child(impl: str, shape: str, chunks: int) -> None:
+    if os.environ.get("HOTPATH_COMPILED"):
+        import linechat
+
+        if not linechat.COMPILED:
+            raise SystemExit(f"asked for the compiled build, got the pure one: {linechat.__file__}")
     asyncio.set_event_loop(asyncio.new_event_loop())
     run = in_loop(lambda: driver(impl, SHAPES[shape]))
     settle()
@@ -220,9 +233,15 @@ COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
 def callgrind(
-    impl: str, shape: str, low: int, high: int, functions: int = 0
+    impl: str, shape: str, low: int, high: int, functions: int = 0, compiled: str = ""
 ) -> tuple[float, list[tuple[str, float]]]:
-    """Instructions per chunk; with ``functions``, the busiest C functions' own share."""
+    """Instructions per chunk; with ``functions``, the busiest C functions' own share.
+
+    With ``compiled`` (a folder), of the compiled build found there.
+    """
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same run every time
+    if compiled:
+        env.update(PYTHONPATH=compiled, HOTPATH_COMPILED="1")
     totals = []
     by_function: list[dict[str, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,7 +261,7 @@ def callgrind(
                 ],
                 capture_output=True,
                 check=True,
-                env={**os.environ, "PYTHONHASHSEED": "0"},  # the same run every time
+                env=env,
             )
             match = COLLECTED.search(out.stderr)
             if match is None:
@@ -279,6 +298,17 @@ def self_costs(out_file: str) -> dict[str, int]:
     return costs
 
 
+def build_compiled() -> Path:
+    """The shipped build hook, compiling into build/compiled (as ``make compiled``)."""
+    out = REPO / "build" / "compiled"
+    subprocess.run(
+        [sys.executable, str(REPO / "hatch_build.py"), "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=["time", "callgrind", "bytecodes"], default="time")
@@ -288,6 +318,17 @@ def main() -> int:
         "--functions", type=int, default=0, help="callgrind: also list the N busiest C functions"
     )
     parser.add_argument("--only", help="comma-separated implementations: " + ",".join(IMPLS))
+    parser.add_argument(
+        "--compiled", action="store_true", help="callgrind: also the mypyc-compiled build"
+    )
+    parser.add_argument(
+        "--compiled-dir", type=Path, help="a compiled build made before (default: build it)"
+    )
+    parser.add_argument(
+        "--callgrind-chunks",
+        default="500,3000",
+        help="callgrind: the two chunk counts LOW,HIGH (more: slower, less noise)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -295,13 +336,20 @@ def main() -> int:
         return 0
     impls = args.only.split(",") if args.only else list(IMPLS)
     if args.mode == "callgrind":
+        low, high = (int(n) for n in args.callgrind_chunks.split(","))
+        builds = [("", "")]
+        if args.compiled or args.compiled_dir:
+            builds.append((" (compiled)", str(args.compiled_dir or build_compiled())))
         print("| implementation | instructions/chunk, 1 line | 16 lines |")
         print("|---|--:|--:|")
         for impl in impls:
-            figures = [callgrind(impl, shape, 500, 3_000)[0] for shape in SHAPES]
-            print(f"| {impl} | {figures[0]:,.0f} | {figures[1]:,.0f} |")
+            for label, folder in builds:
+                if folder and impl == "bare":
+                    continue  # not linechat: nothing compiled
+                figures = [callgrind(impl, shape, low, high, 0, folder)[0] for shape in SHAPES]
+                print(f"| {impl}{label} | {figures[0]:,.0f} | {figures[1]:,.0f} |")
         for impl in impls if args.functions else ():
-            total, busiest = callgrind(impl, "x1", 500, 3_000, args.functions)
+            total, busiest = callgrind(impl, "x1", low, high, args.functions)
             print(f"\n{impl}, 1 line per chunk, {total:,.0f} instructions: own cost by C function")
             print("| C function | instructions/chunk | share |")
             print("|---|--:|--:|")
@@ -321,6 +369,8 @@ def main() -> int:
             for key, n_ops, n_calls in rows:
                 print(f"| `{key}` | {n_ops:.0f} | {n_calls:.2f} |")
         return 0
+    if args.compiled or args.compiled_dir:
+        parser.error("--compiled needs --mode callgrind (one process cannot load both builds)")
     result = time_all(args.runs, args.chunks)
     print(f"CPU ns per chunk, median of {args.runs} runs of {args.chunks:,} chunks, alternated")
     print("| implementation | 1 line/chunk | vs bare | 16 lines/chunk | vs bare |")

@@ -14,6 +14,13 @@ idle connection.
 
     .venv/bin/python bench/echo/run.py --quick
     .venv/bin/python bench/echo/run.py --markdown bench/echo/RESULTS.md
+    .venv/bin/python bench/echo/run.py --compiled --scenarios 1000x1,100x16 \
+        --only linechat-uvloop,linechat-uvloop-compiled,bare-uvloop,c-reference
+
+``--compiled`` builds linechat's optional mypyc-compiled hot modules into
+``build/compiled`` with the shipped build hook (``hatch_build.py --out``, as
+``make compiled``) for the ``*-compiled`` servers, pure and compiled then
+alternate in one run; ``$LINECHAT_COMPILED`` names a folder built before.
 """
 
 from __future__ import annotations
@@ -76,16 +83,19 @@ def _linechat(*extra: str) -> Callable[[int], list[str]]:
     return command
 
 
-#: A folder holding a copy of ``src`` with linechat's hot modules compiled by
-#: mypyc (see bench/RESULTS.md, "Hot path, round two"); the ``-compiled``
-#: server runs ``linechat serve`` with it first on the path.
+#: A folder holding a complete linechat whose hot modules are compiled by mypyc
+#: (the optional compiled build); the ``-compiled`` server runs ``linechat
+#: serve`` with it first on the path. ``--compiled`` builds it in
+#: ``COMPILED_DIR`` (as ``make compiled`` does); ``$LINECHAT_COMPILED`` names
+#: one built before.
 COMPILED = os.environ.get("LINECHAT_COMPILED", "")
+COMPILED_DIR = REPO / "build" / "compiled"
 
 
 def _compiled(*extra: str) -> Callable[[int], list[str]]:
     def command(port: int) -> list[str]:
         if not COMPILED or not Path(COMPILED, "linechat").is_dir():
-            raise BenchError("set LINECHAT_COMPILED to a folder holding a compiled linechat")
+            raise BenchError("no compiled linechat: pass --compiled (or set LINECHAT_COMPILED)")
         return ["env", f"PYTHONPATH={COMPILED}", *_linechat(*extra)(port)]
 
     return command
@@ -468,6 +478,31 @@ def build_tools() -> None:
         raise SystemExit(f"building the C tools failed:\n{proc.stdout}{proc.stderr}")
 
 
+def build_compiled() -> str:
+    """Compile linechat's hot modules into COMPILED_DIR with the shipped build hook."""
+    log(f"compiling linechat's hot modules with mypyc into {COMPILED_DIR}")
+    proc = subprocess.run(
+        [PYTHON, str(REPO / "hatch_build.py"), "--out", str(COMPILED_DIR)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"compiling failed:\n{proc.stdout}{proc.stderr}")
+    return str(COMPILED_DIR)
+
+
+def check_compiled(folder: str) -> None:
+    """The compiled server must run compiled code, not the pure modules beside it."""
+    proc = subprocess.run(
+        [PYTHON, "-c", "import linechat; print(linechat.COMPILED)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": folder},
+    )
+    if proc.stdout.strip() != "True":
+        raise SystemExit(f"{folder} does not hold a compiled linechat: {proc.stdout}{proc.stderr}")
+
+
 def machine() -> str:
     model = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -667,6 +702,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--loadgen-procs", type=int, default=1, help="load generator processes")
     p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
     p.add_argument("--json", type=Path, help="write every run's raw figures here")
+    p.add_argument(
+        "--compiled",
+        action="store_true",
+        help=f"compile the hot modules with mypyc into {COMPILED_DIR.relative_to(REPO)} first "
+        "(for the *-compiled servers; $LINECHAT_COMPILED names a folder built before)",
+    )
     opts = p.parse_args(argv)
     if opts.quick:
         opts.runs = 1
@@ -694,9 +735,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     raise_nofile()
     build_tools()
+    global COMPILED
+    if opts.compiled:
+        COMPILED = build_compiled()
     servers = [s for s in SERVERS if not opts.only or s.name in opts.only.split(",")]
     if not opts.only and not COMPILED:  # by default, the compiled build only when there is one
         servers = [s for s in servers if not s.name.endswith("-compiled")]
+    if COMPILED and any(s.name.endswith("-compiled") for s in servers):
+        check_compiled(COMPILED)
     scenarios = [
         sc for sc in SCENARIOS if not opts.scenarios or sc.name in opts.scenarios.split(",")
     ]

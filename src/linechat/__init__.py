@@ -13,7 +13,9 @@ not pay for them.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 
+from . import framing as _framing
 from .errors import (
     ConfigError,
     ConnectionClosed,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from .stream import LineStream, StreamServer, connect, start_server
 
 __all__ = [
+    "COMPILED",
     "ConfigError",
     "ConnectionClosed",
     "IdleTimeout",
@@ -60,6 +63,11 @@ __all__ = [
 
 #: The one place the version is kept (pyproject.toml reads it from here).
 __version__ = "0.1.0"
+
+#: True when the hot modules (framing, protocol layer, idle timer) are the
+#: ones compiled by mypyc (the optional compiled build), False for pure Python.
+#: They are built and installed together: the framer says for all of them.
+COMPILED: bool = (_framing.__file__ or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 _LAZY = {
     "LineProtocol": "protocol",

@@ -27,10 +27,16 @@ __all__ = ["DEFAULT_MAX_LINE_LENGTH", "LineFramer"]
 DEFAULT_MAX_LINE_LENGTH = 65536
 
 
+def _not_bytes(data: object) -> TypeError:
+    """The error for input that is not ``bytes``: the same in the pure and the compiled build."""
+    return TypeError(f"data must be bytes, not {type(data).__name__}")
+
+
 class LineFramer:
     """Split a byte stream into lines.
 
-    ``delimiter`` is any non-empty byte string (CRLF by default). With
+    ``delimiter`` is any non-empty ``bytes`` (CRLF by default; another type
+    raises :class:`TypeError`, an empty one :class:`ValueError`). With
     ``lenient=True`` a line also ends at a bare LF, and a CR just before an LF
     is dropped; the delimiter must then be CRLF or LF.
 
@@ -70,8 +76,12 @@ class LineFramer:
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         lenient: bool = False,
     ) -> None:
-        if not isinstance(delimiter, bytes) or not delimiter:
-            raise ValueError("delimiter must be a non-empty bytes object")
+        # Checked before use, so the pure and the compiled build raise alike
+        # (mypyc checks an argument's type on entry).
+        if not isinstance(delimiter, bytes):
+            raise TypeError(f"delimiter must be bytes, not {type(delimiter).__name__}")
+        if not delimiter:
+            raise ValueError("delimiter must not be empty")
         if max_line_length < 1:
             raise ValueError("max_line_length must be at least 1")
         if lenient and delimiter not in (b"\r\n", b"\n"):
@@ -123,9 +133,13 @@ class LineFramer:
     # -- batch -------------------------------------------------------------
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add ``data``; return the lines it completes, delimiters removed."""
+        """Add ``data`` (``bytes``); return the lines it completes, delimiters removed."""
         # Hot path: called once per chunk, often with tiny chunks, so the
         # common cases run inline with as few attribute reads as possible.
+        if type(data) is not bytes and not isinstance(data, bytes):
+            # bytearray would give bytearray lines (compiled: a TypeError on entry);
+            # type() first: mypyc makes it a pointer compare.
+            raise _not_bytes(data)
         if not self._fast:
             return self._feed_slow(data)
         buf = self._buf
@@ -137,9 +151,16 @@ class LineFramer:
                     size = len(data)
                 else:
                     lines = data.split(b"\r\n")
-                    if data.count(b"\n") != len(lines) - 1:
-                        return self._split(data)  # bare LFs too
-                    size = len(data) - len(lines) + 1
+                    n = len(lines)
+                    # Bare LFs too? One line's chunk (two parts) is asked with two
+                    # memchrs: bytes.count() parses its arguments the slow way.
+                    if (
+                        (10 in lines[0] or (lines[1] and 10 in lines[1]))
+                        if n == 2
+                        else data.count(b"\n") != n - 1
+                    ):
+                        return self._split(data)
+                    size = len(data) - n + 1
             else:
                 lines = data.split(self._sep)
                 size = len(data)
@@ -353,6 +374,8 @@ class LineFramer:
 
     def receive(self, data: bytes) -> None:
         """Add ``data`` to the buffer without splitting it (``rewind`` still works)."""
+        if not isinstance(data, bytes):
+            raise _not_bytes(data)
         self._check_open()
         if self._discarding:
             self._discard(data)

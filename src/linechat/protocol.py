@@ -18,11 +18,23 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
 from .idle_watch import IdleWatch, watch
+
+if TYPE_CHECKING:
+    from _typeshed import IdentityFunction
+
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # the pure package does not need mypy_extensions
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> IdentityFunction:
+        """Read by mypyc at compile time; without mypy_extensions, a decorator that does nothing."""
+        return lambda cls: cls
+
 
 __all__ = ["DEFAULT_WRITE_HIGH_WATER", "LineProtocol", "encode_line"]
 
@@ -44,10 +56,18 @@ _EOF_SENT = 4  # ...and our end of stream is on its way
 
 
 def encode_line(line: bytes | str) -> bytes:
-    """Lines are bytes on the wire; text is sent as UTF-8."""
-    return line.encode() if isinstance(line, str) else line
+    """Lines are bytes on the wire; text is sent as UTF-8. Anything else is a TypeError."""
+    if isinstance(line, str):
+        return line.encode()
+    if isinstance(line, bytes):
+        return line
+    # As the compiled build says on entry (bytearray, memoryview, None...).
+    raise TypeError(f"a line must be bytes or str, not {type(line).__name__}")
 
 
+# Compiled by mypyc (the optional build), a class that Python code may
+# subclass must say so: services, the stream layer and users' protocols do.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class LineProtocol(asyncio.Protocol):
     """A line-oriented connection, for servers and clients alike.
 
@@ -77,6 +97,8 @@ class LineProtocol(asyncio.Protocol):
         "_line_started",
         "_lines_seen",
         "_out",
+        "_prefix",
+        "_prefixed",
         "_pulling",
         "_raw_wanted",
         "_seen_bytes",
@@ -144,6 +166,9 @@ class LineProtocol(asyncio.Protocol):
         self.lines_in = self.lines_out = self.bytes_in = self.bytes_out = 0
         self.close_exception: BaseException | None = None
         self._out: list[bytes] = []
+        # write_lines(): the last prefix, and delimiter + it (``delimiter`` is
+        # the framer's, fixed for the connection).
+        self._prefix = self._prefixed = b""
         self._in_chunk = False
         self._closing = False
         self._stop_batch = False
@@ -259,7 +284,13 @@ class LineProtocol(asyncio.Protocol):
         if not lines:
             return
         delimiter = self.delimiter
-        separator = delimiter + prefix if prefix else delimiter
+        if not prefix:
+            separator = delimiter
+        elif prefix is self._prefix:  # a service's prefix is the same every time
+            separator = self._prefixed
+        else:
+            separator = self._prefixed = delimiter + prefix
+            self._prefix = prefix
         try:
             body = separator.join(lines)  # type: ignore[arg-type]
         except TypeError:
@@ -271,7 +302,9 @@ class LineProtocol(asyncio.Protocol):
             self._written()
 
     def write_raw(self, data: bytes) -> None:
-        """Send bytes as they are (a counted payload, a pre-built batch)."""
+        """Send ``bytes`` as they are (a counted payload, a pre-built batch)."""
+        if not isinstance(data, bytes):  # as the compiled build checks on entry
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
         if self._closing or not data:
             return
         self._out.append(data)
@@ -456,8 +489,25 @@ class LineProtocol(asyncio.Protocol):
         try:
             if len(data) > self._slice or self._held_input is not None:
                 self._receive_slices(data)
-            else:
+            elif self._pulling:
                 self._handle(data)
+            else:
+                # _handle(), inline for the usual chunk (keep the two in step):
+                # a call saved, and compiled, a method call on a class Python
+                # may subclass goes through a Python-level lookup.
+                framer = self.framer
+                try:
+                    lines = framer.feed(data)
+                except LineTooLong as exc:
+                    self._too_long(exc)
+                else:
+                    if lines:
+                        self.lines_in += len(lines)
+                        self.lines_received(lines)
+                        if self._pulling:
+                            self._pull()
+                    if not self._pulling:
+                        framer.commit()  # so this chunk is not kept alive
         except Exception as exc:
             self._callback_failed(exc)
         finally:
