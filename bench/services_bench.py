@@ -31,23 +31,17 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = REPO / ".venv" / "bin"
-PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
-LINECHAT = str(BIN / "linechat")
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from benchlib import HOST, LINECHAT, PYTHON, REPO, cpu_seconds, free_port, stop_process, wait_port
+
 RECORD = "domain: example.com\nstatus: active\nregistrar: Example Registrar\n" * 4
 
 
@@ -159,33 +153,6 @@ if os.environ.get("MEMCACHE_BASELINE"):
 REFERENCE = {"whois": "streams-asyncio", "memcache": "memcached"}
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds, from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with status {process.returncode}")
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not accept in {timeout} s")
-
-
 def one_run(
     bench: str, server: Server, data: Path, expect: Path, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -206,7 +173,7 @@ def _measure(
 ) -> dict[str, float]:
     process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=REPO)
     try:
-        wait_ready(process, port)
+        wait_port(port, process)
         load = [PYTHON, str(REPO / "bench" / "services_load.py"), bench, "--port", str(port)]
         load += ["--conns", str(args.conns), "--seconds", str(args.seconds)]
         if bench == "whois":
@@ -220,12 +187,7 @@ def _measure(
         cpu = cpu_seconds(process.pid) - cpu_start
         loader.wait(timeout=30)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10.0)
     if result["errors"]:
         raise RuntimeError(f"{server.name}: {result['errors']} wrong or failed replies")
     return {
