@@ -52,25 +52,15 @@ class Server:
     command: Callable[[int, Path], list[str]]
 
 
+def _serve_flags(loop: str, port: int) -> list[str]:
+    """The flags every ``linechat serve`` here ends with: its loop, HOST:PORT, warnings only."""
+    return ["--loop", loop, "--host", HOST, "--port", str(port), "--log-level", "warning"]
+
+
 def _linechat_whois(loop: str) -> Callable[[int, Path], list[str]]:
     def command(port: int, data: Path) -> list[str]:
-        return [
-            LINECHAT,
-            "serve",
-            "whois",
-            "--data",
-            str(data),
-            "--rate",
-            "1000000000/minute",
-            "--loop",
-            loop,
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        argv = [LINECHAT, "serve", "whois", "--data", str(data), "--rate", "1000000000/minute"]
+        return [*argv, *_serve_flags(loop, port)]
 
     return command
 
@@ -85,21 +75,8 @@ def _streams_whois(loop: str) -> Callable[[int, Path], list[str]]:
 
 def _linechat_memcache(loop: str) -> Callable[[int, Path], list[str]]:
     def command(port: int, data: Path) -> list[str]:
-        return [
-            LINECHAT,
-            "serve",
-            "examples.memcache:MemcacheProtocol",
-            "--app-dir",
-            str(REPO),
-            "--loop",
-            loop,
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        argv = [LINECHAT, "serve", "examples.memcache:MemcacheProtocol", "--app-dir", str(REPO)]
+        return [*argv, *_serve_flags(loop, port)]
 
     return command
 
@@ -108,8 +85,8 @@ def _memcache_baseline(port: int, data: Path) -> list[str]:
     """The example and linechat of another checkout ($MEMCACHE_BASELINE), for an A/B."""
     base = Path(os.environ["MEMCACHE_BASELINE"]).resolve()
     argv = ["env", f"PYTHONPATH={base / 'src'}", PYTHON, "-m", "linechat", "serve"]
-    argv += ["examples.memcache:MemcacheProtocol", "--app-dir", str(base), "--loop", "uvloop"]
-    return [*argv, "--host", HOST, "--port", str(port), "--log-level", "warning"]
+    argv += ["examples.memcache:MemcacheProtocol", "--app-dir", str(base)]
+    return [*argv, *_serve_flags("uvloop", port)]
 
 
 def _memcached(port: int, data: Path) -> list[str]:
