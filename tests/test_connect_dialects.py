@@ -35,6 +35,7 @@ from .test_connect import (
     Conn,
     Peer,
     finish,
+    peer,  # noqa: F401  (the fixture behind ``scripted``)
     pipe_path,  # noqa: F401  (the fixture: both implementations)
     run_connect,
     terminal,
@@ -44,17 +45,10 @@ Script = Callable[[Conn], None]
 
 
 @pytest.fixture
-def scripted() -> Iterator[Callable[[Script], Peer]]:
-    peers: list[Peer] = []
-
-    def start(script: Script) -> Peer:
-        peers.append(Peer(script))
-        return peers[-1]
-
-    yield start
-    for item in peers:
-        item.listener.close()
-        item.thread.join(20)
+def scripted(request: pytest.FixtureRequest) -> Callable[[Script], Peer]:
+    """test_connect's ``peer`` fixture (one-connection scripted servers, closed after)."""
+    start: Callable[[Script], Peer] = request.getfixturevalue("peer")
+    return start
 
 
 def ok(result: subprocess.CompletedProcess[bytes], status: int = 0) -> str:
