@@ -31,7 +31,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from benchlib import stop_process
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -110,12 +111,7 @@ def echo_server() -> Iterator[int]:
             banner += process.stderr.readline()
         yield int(match.group(1))
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15.0)
 
 
 def write_input(path: Path, lines: int) -> bytes:

@@ -31,23 +31,17 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = REPO / ".venv" / "bin"
-PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
-LINECHAT = str(BIN / "linechat")
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from benchlib import HOST, LINECHAT, PYTHON, REPO, cpu_seconds, free_port, stop_process, wait_port
+
 RECORD = "domain: example.com\nstatus: active\nregistrar: Example Registrar\n" * 4
 
 
@@ -58,25 +52,15 @@ class Server:
     command: Callable[[int, Path], list[str]]
 
 
+def _serve_flags(loop: str, port: int) -> list[str]:
+    """The flags every ``linechat serve`` here ends with: its loop, HOST:PORT, warnings only."""
+    return ["--loop", loop, "--host", HOST, "--port", str(port), "--log-level", "warning"]
+
+
 def _linechat_whois(loop: str) -> Callable[[int, Path], list[str]]:
     def command(port: int, data: Path) -> list[str]:
-        return [
-            LINECHAT,
-            "serve",
-            "whois",
-            "--data",
-            str(data),
-            "--rate",
-            "1000000000/minute",
-            "--loop",
-            loop,
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        argv = [LINECHAT, "serve", "whois", "--data", str(data), "--rate", "1000000000/minute"]
+        return [*argv, *_serve_flags(loop, port)]
 
     return command
 
@@ -91,21 +75,8 @@ def _streams_whois(loop: str) -> Callable[[int, Path], list[str]]:
 
 def _linechat_memcache(loop: str) -> Callable[[int, Path], list[str]]:
     def command(port: int, data: Path) -> list[str]:
-        return [
-            LINECHAT,
-            "serve",
-            "examples.memcache:MemcacheProtocol",
-            "--app-dir",
-            str(REPO),
-            "--loop",
-            loop,
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        argv = [LINECHAT, "serve", "examples.memcache:MemcacheProtocol", "--app-dir", str(REPO)]
+        return [*argv, *_serve_flags(loop, port)]
 
     return command
 
@@ -114,8 +85,8 @@ def _memcache_baseline(port: int, data: Path) -> list[str]:
     """The example and linechat of another checkout ($MEMCACHE_BASELINE), for an A/B."""
     base = Path(os.environ["MEMCACHE_BASELINE"]).resolve()
     argv = ["env", f"PYTHONPATH={base / 'src'}", PYTHON, "-m", "linechat", "serve"]
-    argv += ["examples.memcache:MemcacheProtocol", "--app-dir", str(base), "--loop", "uvloop"]
-    return [*argv, "--host", HOST, "--port", str(port), "--log-level", "warning"]
+    argv += ["examples.memcache:MemcacheProtocol", "--app-dir", str(base)]
+    return [*argv, *_serve_flags("uvloop", port)]
 
 
 def _memcached(port: int, data: Path) -> list[str]:
@@ -159,33 +130,6 @@ if os.environ.get("MEMCACHE_BASELINE"):
 REFERENCE = {"whois": "streams-asyncio", "memcache": "memcached"}
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds, from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with status {process.returncode}")
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not accept in {timeout} s")
-
-
 def one_run(
     bench: str, server: Server, data: Path, expect: Path, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -206,7 +150,7 @@ def _measure(
 ) -> dict[str, float]:
     process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=REPO)
     try:
-        wait_ready(process, port)
+        wait_port(port, process)
         load = [PYTHON, str(REPO / "bench" / "services_load.py"), bench, "--port", str(port)]
         load += ["--conns", str(args.conns), "--seconds", str(args.seconds)]
         if bench == "whois":
@@ -220,12 +164,7 @@ def _measure(
         cpu = cpu_seconds(process.pid) - cpu_start
         loader.wait(timeout=30)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10.0)
     if result["errors"]:
         raise RuntimeError(f"{server.name}: {result['errors']} wrong or failed replies")
     return {

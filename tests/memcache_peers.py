@@ -1,7 +1,6 @@
 """Helpers for the memcache example's tests: the seeded command stream and its exchange.
 
-The real memcached they compare with is ``tests.peers.real_memcached`` (imported
-here too, where the tests have always found it).
+The real memcached they compare with is ``tests.peers.real_memcached``.
 """
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ import random
 import re
 import socket
 import threading
-
-from .peers import real_memcached as real_memcached
 
 #: What is not the same between two servers by design: their version string.
 VERSION_LINE = re.compile(rb"^VERSION [^\r\n]*\r\n", re.MULTILINE)

@@ -26,6 +26,7 @@ import pexpect
 import pytest
 
 from .conftest import STARTED, Served, linechat_command, require_tool
+from .helpers import free_port, stop_process, wait_listening
 
 SEED_INPUT = b"Hello!\nThis is a line.\nThis is another.\n.\n"
 SEED_OUTPUT = b"You sent: Hello!\nYou sent: This is a line.\nYou sent: This is another.\n"
@@ -57,36 +58,6 @@ def run_connect(
     if stdin is not None:
         return subprocess.run(command, stdin=stdin, capture_output=True, timeout=timeout)
     return subprocess.run(command, input=input, capture_output=True, timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # -- scripted one-connection servers -------------------------------------------
@@ -194,7 +165,7 @@ def test_seed_transcript_against_the_seed_server(tmp_path: Path) -> None:
         assert match, log.read_text()
         result = run_connect("127.0.0.1", match.group(2).decode(), input=SEED_INPUT)
     finally:
-        stop(server)
+        stop_process(server)
     assert result.returncode == 0, result.stderr
     assert result.stdout == SEED_OUTPUT
 
@@ -394,7 +365,7 @@ def test_stdout_closed_early(serve: Callable[..., Served], tmp_path: Path) -> No
         assert process.wait(30) == 0
         assert b"Traceback" not in process.stderr.read()
     finally:
-        stop(process)
+        stop_process(process)
 
 
 @pytest.mark.usefixtures("pipe_path")
@@ -423,7 +394,7 @@ def test_greeting_shown_while_stdin_is_silent(
         assert process.stdout.read() == b"221 bye\n"
         assert process.wait(20) == 0
     finally:
-        stop(process)
+        stop_process(process)
     server.join()
 
 
@@ -466,7 +437,7 @@ def test_server_reset_mid_exchange(peer: Callable[[Callable[[Conn], None]], Peer
         process.stdin.flush()  # and stdin stays open: the exchange is not over
         stdout, stderr = process.communicate(timeout=20)
     finally:
-        stop(process)
+        stop_process(process)
     server.join()
     assert process.returncode == 1
     assert stdout == b"answer\n"
@@ -547,53 +518,17 @@ def test_bad_usage(args: list[str], message: str) -> None:
 # -- real servers no one here wrote ------------------------------------------------
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[int]:
-    redis_server = require_tool("redis-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *(redis_server, "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port, process)
-        yield port
-    finally:
-        stop(process)
-
-
-@pytest.fixture
-def memcached() -> Iterator[int]:
-    memcached_bin = require_tool("memcached")
-    port = free_port()
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    process = subprocess.Popen(
-        [memcached_bin, "-p", str(port), "-U", "0", "-l", "127.0.0.1", *user],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port, process)
-        yield port
-    finally:
-        stop(process)
-
-
-def test_redis_inline_commands(redis: int) -> None:
+def test_redis_inline_commands(redis_port: int) -> None:
     result = run_connect(
-        "127.0.0.1", str(redis), input=b"PING\nSET greeting hello\nGET greeting\nQUIT\n"
+        "127.0.0.1", str(redis_port), input=b"PING\nSET greeting hello\nGET greeting\nQUIT\n"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"+PONG\n+OK\n$5\nhello\n+OK\n"
 
 
-def test_memcached_counted_payload(memcached: int) -> None:
+def test_memcached_counted_payload(memcached_port: int) -> None:
     result = run_connect(
-        "127.0.0.1", str(memcached), input=b"version\nset k 0 0 5\nhello\nget k\nquit\n"
+        "127.0.0.1", str(memcached_port), input=b"version\nset k 0 0 5\nhello\nget k\nquit\n"
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split(b"\n")
@@ -623,26 +558,12 @@ def s_server(certificate: tuple[Path, Path]) -> Iterator[Callable[..., int]]:
             stderr=subprocess.DEVNULL,
         )
         processes.append(process)
-        wait_port_listening(port, process)
+        wait_listening(port, process)
         return port
 
     yield start
     for process in processes:
-        stop(process)
-
-
-def wait_port_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    """Wait for a listener without connecting to it (s_server takes one connection)."""
-    deadline = time.monotonic() + 10
-    pattern = f"127.0.0.1:{port} "
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "server exited"
-        with open("/proc/net/tcp") as table:
-            hexport = f":{port:04X} "
-            if any(hexport in row and row.split()[3] == "0A" for row in table):
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {pattern}")
+        stop_process(process)
 
 
 def test_tls_against_openssl_s_server(

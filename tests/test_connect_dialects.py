@@ -29,34 +29,26 @@ from pathlib import Path
 import pytest
 
 from .conftest import Served, require_tool
+from .helpers import free_port, stop_process, wait_port
 from .test_connect import (
     PATH_FLAGS,
     Conn,
     Peer,
     finish,
-    free_port,
+    peer,  # noqa: F401  (the fixture behind ``scripted``)
     pipe_path,  # noqa: F401  (the fixture: both implementations)
     run_connect,
-    stop,
     terminal,
-    wait_port,
 )
 
 Script = Callable[[Conn], None]
 
 
 @pytest.fixture
-def scripted() -> Iterator[Callable[[Script], Peer]]:
-    peers: list[Peer] = []
-
-    def start(script: Script) -> Peer:
-        peers.append(Peer(script))
-        return peers[-1]
-
-    yield start
-    for item in peers:
-        item.listener.close()
-        item.thread.join(20)
+def scripted(request: pytest.FixtureRequest) -> Callable[[Script], Peer]:
+    """test_connect's ``peer`` fixture (one-connection scripted servers, closed after)."""
+    start: Callable[[Script], Peer] = request.getfixturevalue("peer")
+    return start
 
 
 def ok(result: subprocess.CompletedProcess[bytes], status: int = 0) -> str:
@@ -66,22 +58,6 @@ def ok(result: subprocess.CompletedProcess[bytes], status: int = 0) -> str:
 
 
 # -- Redis -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_port() -> Iterator[int]:
-    server = require_tool("redis-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port, process)
-        yield port
-    finally:
-        stop(process)
 
 
 def redis_get(port: int, key: str) -> bytes:
@@ -160,23 +136,6 @@ def test_expect_replays_a_transcript(redis_port: int, tmp_path: Path) -> None:
 # -- memcached -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def memcached_port() -> Iterator[int]:
-    memcached = require_tool("memcached")
-    port = free_port()
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    process = subprocess.Popen(
-        [memcached, "-p", str(port), "-U", "0", "-l", "127.0.0.1", *user],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port, process)
-        yield port
-    finally:
-        stop(process)
-
-
 @pytest.mark.usefixtures("pipe_path")
 def test_memcached_data_blocks_and_filled_length(memcached_port: int) -> None:
     script = (
@@ -217,7 +176,7 @@ def smtpd(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
 
     yield start
     for process in started:
-        stop(process)
+        stop_process(process)
 
 
 MESSAGE = (
@@ -538,7 +497,7 @@ service anvil {{
         wait_port(pop3, process)
         yield imap, pop3
     finally:
-        stop(process)
+        stop_process(process)
         log.close()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -634,7 +593,7 @@ PAM = no
         wait_port(port, process)
         yield port
     finally:
-        stop(process)
+        stop_process(process)
 
 
 @pytest.mark.usefixtures("pipe_path")
@@ -750,7 +709,7 @@ def test_input_is_read_ahead_a_bounded_amount(scripted: Callable[[Script], Peer]
         stderr = process.stderr.read()
         process.wait(15)
     finally:
-        stop(process)
+        stop_process(process)
     server.join()
     assert process.returncode == 4, stderr
     assert written < 4_000_000  # 4,096 lines, a 256 KiB read and the pipe's buffer

@@ -15,7 +15,8 @@ from examples.memcache import Cache, MemcacheProtocol, deadline
 from linechat import LineProtocol
 
 from .conftest import Served, read_all, read_until
-from .memcache_peers import KEYS, VERSION_LINE, command_stream, exchange, real_memcached
+from .memcache_peers import KEYS, VERSION_LINE, command_stream, exchange
+from .peers import real_memcached
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "examples.memcache:MemcacheProtocol"
