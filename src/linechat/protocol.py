@@ -8,7 +8,8 @@ The layer owns what every line service needs and none should repeat:
 flow control both ways (a peer that sends but never reads stops being read
 before its unsent replies pass twice the high-water mark), an idle timeout, a
 per-line deadline, the over-long-line policy, end of stream, a close that
-sends no reset on shutdown, and a ``closed`` future.
+sends no reset (on shutdown, or with the peer's input unread), and a
+``closed`` future.
 """
 
 from __future__ import annotations
@@ -350,6 +351,10 @@ class LineProtocol(asyncio.Protocol):
     def close(self) -> None:
         """Send what is queued, then close. Lines after this are not handled.
 
+        With the peer's input left unread (an over-long line, requests not
+        handled), the close lingers: half-close, then read and drop input
+        until the peer closes, within :attr:`linger_seconds` and
+        :attr:`linger_bytes`, so the peer reads the replies, not a reset.
         With an idle timeout, a close that the peer does not let drain (it
         reads nothing for that long) is turned into :meth:`abort`.
         """
