@@ -376,3 +376,37 @@ def test_a_peer_flooding_the_linger_is_dropped(echo: Callable[..., Served]) -> N
     with served.connect() as sock:  # the others are served as before
         sock.sendall(b"next\r\n.\r\n")
         assert read_all(sock) == b"You sent: next\r\n"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_handler_that_answers_an_over_long_line_itself_closes_without_a_reset(
+    loop: str,
+) -> None:
+    """The library side: a stream handler catches LineTooLong, answers in its
+    own words and returns; the close lingers the same as the default's."""
+    import linechat
+
+    async def handler(stream: linechat.LineStream) -> None:
+        try:
+            await stream.readline()
+        except linechat.LineTooLong:
+            stream.write_line(b"500 too long for me")
+
+    async def main() -> list[bytes]:
+        server = await linechat.start_server(handler, "127.0.0.1", 0, max_line_length=100)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+
+            def client(more: int) -> bytes:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(b"a" * 300 + b"b" * more + b"\r\nnext\r\n")
+                    return read_all(sock)  # a reset raises ConnectionResetError
+
+            return [await asyncio.to_thread(client, (100, 150 * KIB)[i % 2]) for i in range(10)]
+
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        replies = uvloop.run(main())
+    else:
+        replies = asyncio.run(main())
+    assert replies == [b"500 too long for me\r\n"] * 10
