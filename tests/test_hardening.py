@@ -323,3 +323,90 @@ def test_start_server_line_timeout_raises_line_timeout_in_the_handler() -> None:
 
     assert asyncio.run(main()) == b"ERROR line timeout\r\n"
     assert len(seen) == 1 and isinstance(seen[0], linechat.IdleTimeout)
+
+
+# -- an over-long line: the answer, then our end of stream, never a reset --------------------
+
+
+def over_long_then_more(served: Served, pause: float, more: int) -> bytes:
+    """A line over the limit, ``more`` bytes of it (and of other lines) after it,
+    then everything the server sent until its end of stream."""
+    with served.connect() as sock:
+        sock.sendall(b"before\r\n" + b"a" * 300)
+        time.sleep(pause)  # the server answers and closes meanwhile
+        sock.sendall(b"the rest of the line" + b"x" * more + b"\r\nmore\r\n")
+        return read_all(sock)  # a reset raises ConnectionResetError here
+
+
+def test_an_over_long_line_is_answered_then_closed_without_a_reset(
+    echo: Callable[..., Served],
+) -> None:
+    """More input after the close (arriving later, or waiting unread in the
+    socket) made the kernel reset the connection, destroying the answer."""
+    served = echo("--max-line-length", "100")
+    for attempt in range(30):  # a race: varied timing, input past one read (64 KiB) or not
+        more = (0, 100, 150 * KIB)[attempt % 3]
+        reply = over_long_then_more(served, pause=0.003 * (attempt % 4), more=more)
+        assert reply == b"You sent: before\r\nERROR line too long\r\n", attempt
+    assert "Traceback" not in served.log()
+
+
+def test_a_peer_that_stays_after_the_close_is_closed_after_the_linger(
+    echo: Callable[..., Served],
+) -> None:
+    served = echo("--max-line-length", "100")
+    with served.connect() as sock:
+        sock.sendall(b"a" * 300)
+        assert read_all(sock) == b"ERROR line too long\r\n"  # then our end of stream
+        ended = time.monotonic()
+        # Held open and silent: the server gives up within its linger (2 s).
+        served.wait_log(r"closed after .* 1 lines/21 B out", timeout=10)
+        assert time.monotonic() - ended < 8
+
+
+def test_a_peer_flooding_the_linger_is_dropped(echo: Callable[..., Served]) -> None:
+    served = echo("--max-line-length", "100")
+    with served.connect() as sock:
+        sock.sendall(b"a" * 300)
+        assert sock.recv(100) == b"ERROR line too long\r\n"
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for _ in range(64):  # 4 MiB, far past the 256 KiB a lingering close drops
+                sock.sendall(b"x" * 65536)
+    served.wait_log(r"kept sending after the close")
+    with served.connect() as sock:  # the others are served as before
+        sock.sendall(b"next\r\n.\r\n")
+        assert read_all(sock) == b"You sent: next\r\n"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_handler_that_answers_an_over_long_line_itself_closes_without_a_reset(
+    loop: str,
+) -> None:
+    """The library side: a stream handler catches LineTooLong, answers in its
+    own words and returns; the close lingers the same as the default's."""
+    import linechat
+
+    async def handler(stream: linechat.LineStream) -> None:
+        try:
+            await stream.readline()
+        except linechat.LineTooLong:
+            stream.write_line(b"500 too long for me")
+
+    async def main() -> list[bytes]:
+        server = await linechat.start_server(handler, "127.0.0.1", 0, max_line_length=100)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+
+            def client(more: int) -> bytes:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(b"a" * 300 + b"b" * more + b"\r\nnext\r\n")
+                    return read_all(sock)  # a reset raises ConnectionResetError
+
+            return [await asyncio.to_thread(client, (100, 150 * KIB)[i % 2]) for i in range(10)]
+
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        replies = uvloop.run(main())
+    else:
+        replies = asyncio.run(main())
+    assert replies == [b"500 too long for me\r\n"] * 10

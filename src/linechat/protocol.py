@@ -8,7 +8,8 @@ The layer owns what every line service needs and none should repeat:
 flow control both ways (a peer that sends but never reads stops being read
 before its unsent replies pass twice the high-water mark), an idle timeout, a
 per-line deadline, the over-long-line policy, end of stream, a close that
-sends no reset on shutdown, and a ``closed`` future.
+sends no reset (on shutdown, or with the peer's input unread), and a
+``closed`` future.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ READ_SIZE = 64 * 1024
 _TIMED_OUT = 1  # the idle timeout or the line deadline closed it
 _SHUTDOWN = 2  # close_for_shutdown(): half-close, then wait for the peer's end
 _EOF_SENT = 4  # ...and our end of stream is on its way
+_LINGER = 8  # closed with input left unread: half-close, drop input (bounded), then close
 
 
 def encode_line(line: bytes | str) -> bytes:
@@ -96,6 +98,7 @@ class LineProtocol(asyncio.Protocol):
         "_last_read",
         "_line_started",
         "_lines_seen",
+        "_linger_left",
         "_out",
         "_prefix",
         "_prefixed",
@@ -133,6 +136,13 @@ class LineProtocol(asyncio.Protocol):
 
     #: Sent by the default :meth:`line_timeout_expired` before it closes.
     line_timeout_reply: bytes = b"ERROR line timeout"
+
+    #: A close that leaves the peer's input unread (an over-long line, requests
+    #: sent after the one that closed) half-closes, then reads and drops input
+    #: until the peer closes, for at most this many seconds...
+    linger_seconds: float = 2.0
+    #: ...or this many bytes; past them the connection is dropped (a flood).
+    linger_bytes: int = 256 * 1024
 
     def __init__(
         self,
@@ -184,7 +194,8 @@ class LineProtocol(asyncio.Protocol):
         self._unsent_seen = -1  # closing: unsent bytes at the last look (-1: not looked)
         #: Input read but not yet handled, while writing is paused (None: not paused).
         self._held_input: bytes | None = None
-        self._ending = 0  # _TIMED_OUT | _SHUTDOWN | _EOF_SENT
+        self._ending = 0  # _TIMED_OUT | _SHUTDOWN | _EOF_SENT | _LINGER
+        self._linger_left = 0  # bytes a lingering close still drops
         #: What looks at this connection for the idle timeout: set at the
         #: connection (a server may set one shared by all its connections).
         self.idle_watch: IdleWatch | None = None
@@ -209,6 +220,8 @@ class LineProtocol(asyncio.Protocol):
             if self._stop_batch:
                 self._stop_batch = False
                 if self._closing:
+                    if used < len(lines):
+                        self._ending |= _LINGER  # closed with requests unanswered: they are unread
                     return
                 if self._held:
                     self.framer.rewind(used)
@@ -236,7 +249,9 @@ class LineProtocol(asyncio.Protocol):
         """The peer sent an over-long line; every earlier line was handled.
 
         By default answer :attr:`too_long_reply` and close. To go on instead,
-        answer and call ``self.framer.resync()``.
+        answer and call ``self.framer.resync()``. A close from here lingers
+        (the rest of the line is likely on its way): the peer reads the
+        answer, then our end of stream, never a reset.
         """
         self.write_line(self.too_long_reply)
         self.close()
@@ -383,6 +398,10 @@ class LineProtocol(asyncio.Protocol):
     def close(self) -> None:
         """Send what is queued, then close. Lines after this are not handled.
 
+        With the peer's input left unread (an over-long line, requests not
+        handled), the close lingers: half-close, then read and drop input
+        until the peer closes, within :attr:`linger_seconds` and
+        :attr:`linger_bytes`, so the peer reads the replies, not a reset.
         With an idle timeout, a close that the peer does not let drain (it
         reads nothing for that long) is turned into :meth:`abort`.
         """
@@ -483,6 +502,8 @@ class LineProtocol(asyncio.Protocol):
         logged once with its traceback and closes this connection only.
         """
         if self._closing:
+            if self._ending & _LINGER:
+                self._drop_input(len(data))
             return
         self.bytes_in += len(data)  # the idle timer watches it: no clock read per chunk
         self._in_chunk = True
@@ -586,6 +607,8 @@ class LineProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         """The peer is done sending: handle an unterminated last line, then close."""
+        if self._closing:
+            return False  # a close waiting for the peer's end: done
         if self._held or self._held_input:
             self._eof_pending = True
             return True  # finished once the input held back is handled
@@ -696,7 +719,7 @@ class LineProtocol(asyncio.Protocol):
                     return
             if self._closing or self._stop_batch:
                 return
-            self.line_too_long(exc)
+            self._line_too_long(exc)
             if self._closing:
                 return
             try:  # resynced: go on with what is buffered
@@ -710,6 +733,15 @@ class LineProtocol(asyncio.Protocol):
                 if self._pulling:
                     self._pull()
             return
+
+    def _line_too_long(self, exc: LineTooLong) -> None:
+        """Run :meth:`line_too_long`; if it closes, the close lingers."""
+        self._ending |= _LINGER
+        try:
+            self.line_too_long(exc)
+        finally:
+            if not self._closing:  # it answered and went on: no close to linger
+                self._ending &= ~_LINGER
 
     def _pull(self) -> None:
         """Line-by-line reads while a raw read is pending or just done."""
@@ -726,7 +758,7 @@ class LineProtocol(asyncio.Protocol):
             try:
                 line = framer.next_line()
             except LineTooLong as exc:
-                self.line_too_long(exc)
+                self._line_too_long(exc)
                 continue
             if line is None:
                 self._pulling = False
@@ -742,17 +774,59 @@ class LineProtocol(asyncio.Protocol):
             self._close_transport()
 
     def _close_transport(self) -> None:
-        """Close once what is queued is sent; on shutdown, half-close and drain instead."""
+        """Close once what is queued is sent; half-close and drain instead on
+        shutdown, or when the peer's input may be left unread (a lingering close).
+
+        Closing a socket with unread input makes the kernel send a reset, which
+        can destroy the replies the peer has not read yet. So then our side
+        half-closes after the replies (the peer reads them, then its end of
+        stream) and reads and drops input until the peer closes, for at most
+        :attr:`linger_seconds` and :attr:`linger_bytes` (past those: dropped).
+        TLS transports close with TLS's close_notify instead.
+        """
         transport = self.transport
         if transport is None:
             return
-        if not self._ending & _SHUTDOWN or not transport.can_write_eof() or self._gone:
+        ending = self._ending
+        if (
+            self._gone
+            or not transport.can_write_eof()
+            or not (ending & _SHUTDOWN or self._input_unread())
+        ):
             transport.close()
-        elif not self._ending & _EOF_SENT:
+        elif not ending & _EOF_SENT:
             self._ending |= _EOF_SENT
             transport.write_eof()  # sent after the queued replies
             if not transport.is_closing():
                 transport.resume_reading()  # read (and drop) until the peer's end
+            if not ending & _SHUTDOWN:  # the server's grace bounds a shutdown
+                self._ending |= _LINGER
+                self._linger_left = self.linger_bytes
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.linger_seconds, self._linger_over)
+
+    def _input_unread(self) -> bool:
+        """At a close: may the peer's input be left unread (an over-long line,
+        requests not handled, input held back or not read)?"""
+        return bool(
+            self._ending & _LINGER
+            or self.framer.buffered
+            or self._held_input
+            or self._writing_paused
+        )
+
+    def _drop_input(self, size: int) -> None:
+        """Input after a lingering close: dropped; past ``linger_bytes``, so is the peer."""
+        self._linger_left -= size
+        if self._linger_left < 0:
+            if self.close_exception is None:
+                self.close_exception = ConnectionClosed("the peer kept sending after the close")
+            self.abort()
+
+    def _linger_over(self) -> None:
+        """``linger_seconds`` after a lingering close: close (what is unsent still goes)."""
+        if not self._gone and self.transport is not None:
+            self.transport.close()
 
     def _callback_failed(self, exc: Exception) -> None:
         """A callback raised: log it once, with its traceback, and close this connection only."""

@@ -35,7 +35,7 @@ from typing import Any
 from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH
 from .handler_task import WAIT_FOR_INPUT, HandlerTask
-from .protocol import LineProtocol
+from .protocol import _LINGER, LineProtocol
 from .server import LineServer
 
 __all__ = ["LineStream", "StreamServer", "connect", "start_server"]
@@ -125,7 +125,7 @@ class LineStream(LineProtocol):
         logged once, with its traceback.
         """
         if isinstance(exc, LineTooLong):
-            self.line_too_long(exc)  # the protocol layer's policy: answer, then close
+            self._line_too_long(exc)  # the protocol layer's policy: answer, then close
         elif exc is not None and not isinstance(
             exc, ConnectionClosed | ConnectionError | IdleTimeout
         ):
@@ -152,6 +152,8 @@ class LineStream(LineProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
+            if self._ending & _LINGER:
+                self._drop_input(len(data))
             return
         self.bytes_in += len(data)  # the idle timer watches it
         framer = self.framer
@@ -360,7 +362,15 @@ class LineStream(LineProtocol):
 
     def resync(self) -> None:
         """After :class:`LineTooLong`: skip the rest of that line and read on."""
+        self._ending &= ~_LINGER
         self.framer.resync()
+
+    def _input_unread(self) -> bool:
+        """At a close: input the handler did not read (lines in hand, a backlog, an
+        over-long line it was told of), unless the peer already ended its stream."""
+        if self.eof:
+            return False
+        return self._next < len(self._lines) or self._reading_paused or super()._input_unread()
 
     @types.coroutine
     def _read(self, want: int) -> Generator[Any, Any, Any]:
@@ -488,6 +498,7 @@ class LineStream(LineProtocol):
         framer.commit()
         if self._error is not None:
             error, self._error = self._error, None
+            self._ending |= _LINGER  # a close before resync() leaves the line's rest unread
             raise error
         if not self._ended:
             if not framer.buffered and not finished:
@@ -502,6 +513,7 @@ class LineStream(LineProtocol):
                 return True, lines[0]
             if self._error is not None:
                 error, self._error = self._error, None
+                self._ending |= _LINGER  # a close before resync() leaves the line's rest unread
                 raise error
             if not finished:
                 return False, None

@@ -70,7 +70,7 @@ class _Starting:
         self.server, self.protocol, self.conn = server, protocol, conn
 
     def handler_done(self, exc: BaseException | None, cancelled: bool) -> None:
-        if (exc is not None or cancelled) and not self.protocol.is_connected:
+        if (exc is not None or cancelled) and self.protocol.transport is None:
             self.conn.close()
             self.server._never_connected(self.protocol, exc)
 
@@ -198,7 +198,7 @@ class LineServer:
                 if header.peer is not None:  # a LOCAL header (health check) has none
                     protocol.peer = header.peer
             accepted = protocol
-            await asyncio.get_running_loop().connect_accepted_socket(
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: accepted,
                 conn,
                 ssl=ssl_context,
@@ -209,13 +209,19 @@ class LineServer:
             if protocol is None:  # the PROXY header was missing or bad
                 reason = "no PROXY header in time" if isinstance(exc, TimeoutError) else exc
                 log.warning("%s rejected: %s", format_address(address), reason)
-            elif not protocol.is_connected:  # never connected: give its slot back
+            else:  # never connected: give its slot back (else connection_lost does)
                 self._never_connected(protocol, exc)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # shutdown, mid-handshake
             conn.close()
-            if protocol is not None and not protocol.is_connected:
+            if protocol is not None:
                 self._never_connected(protocol, None)
             raise
+        else:
+            if protocol.transport is None:
+                # Done, yet never connected: uvloop's TLS layer reports a
+                # connection lost mid-handshake without an error as a success.
+                transport.close()
+                self._never_connected(protocol, ConnectionResetError("closed during the handshake"))
 
     def _start_plain(
         self, loop: asyncio.AbstractEventLoop, conn: socket.socket, address: Any
@@ -227,7 +233,13 @@ class LineServer:
         HandlerTask(starting, _Starting(self, protocol, conn)).step()
 
     def _never_connected(self, protocol: LineProtocol, exc: BaseException | None) -> None:
-        """A connection that failed before it was made (TLS handshake): release it."""
+        """A connection that failed before it was made (TLS handshake): release it.
+
+        Only if the loop never connected it: a connection made (even if gone
+        already) is released by its own ``connection_lost``, exactly once.
+        """
+        if protocol.transport is not None or protocol._gone:
+            return
         if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionAbortedError):
             exc = TimeoutError(f"TLS handshake not done in {self.tls_handshake_timeout:g} s")
         protocol.close_exception = exc
@@ -252,7 +264,8 @@ class LineServer:
         return protocol
 
     def _ended(self, protocol: LineProtocol) -> None:
-        self.connections.pop(protocol, None)
+        if self.connections.pop(protocol, self) is self:
+            return  # released already (or never counted): once only
         reason = protocol.close_exception
         if (
             protocol.bytes_in == 0

@@ -101,10 +101,7 @@ class WhoisProtocol(LineProtocol):
             self.write_raw(self.rate_answer)
         else:
             self.write_raw(error_answer(f"query longer than {exc.limit} bytes"))
-        # The rest of the query may still be arriving: closing with unread input
-        # would reset the connection and could destroy the answer. Answer,
-        # half-close, and drop input until the client closes.
-        self.close_for_shutdown()
+        self.close()  # a lingering close: the client reads the answer, then our end
 
     def idle_timeout_expired(self) -> None:
         self.write_raw(error_answer(f"no query within {self.idle_timeout:g} seconds"))
