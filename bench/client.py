@@ -68,10 +68,17 @@ def python_env(cache: Path | None) -> dict[str, str]:
     return env
 
 
+#: The ``linechat`` command as pip installs it (no runpy, as ``python -m`` needs).
+SCRIPT = REPO / ".venv" / "bin" / "linechat"
+
 CLIENTS: dict[str, tuple[Command, str]] = {
     "linechat connect": (
         lambda port: [PYTHON, "-m", "linechat", "connect", HOST, str(port)],
         "python -m linechat connect 127.0.0.1 PORT",
+    ),
+    "linechat connect (script)": (
+        lambda port: [str(SCRIPT), "connect", HOST, str(port)],
+        "linechat connect 127.0.0.1 PORT",
     ),
     "socat": (
         lambda port: ["socat", "-t", "30", "-", f"TCP:{HOST}:{port},crlf"],
@@ -229,6 +236,8 @@ def main() -> int:
     args = parser.parse_args()
 
     names = [name for name in CLIENTS if name.startswith("linechat")]
+    if not SCRIPT.exists():
+        names.remove("linechat connect (script)")
     if not args.no_seed:
         names += [name for name in CLIENTS if name.startswith("seed")]
     names += [name for name in ("socat", "ncat") if shutil.which(name)]
@@ -261,11 +270,6 @@ def main() -> int:
         for name in names:
             if not name.startswith("seed"):
                 ttfb[name] = time_to_first_byte(CLIENTS[name][0], args.ttfb_runs)
-        script = REPO / ".venv" / "bin" / "linechat"
-        if script.exists():  # the command people type: no runpy, as `python -m` needs
-            ttfb["`linechat connect` (the installed script)"] = time_to_first_byte(
-                lambda port: [str(script), "connect", HOST, str(port)], args.ttfb_runs
-            )
         # Beside it, the floor no Python client can go under: start and exit.
         ttfb["`python -c pass` (start to exit)"] = time_to_exit(
             [PYTHON, "-c", "pass"], args.ttfb_runs

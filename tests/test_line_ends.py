@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from linechat.client import newlines
 from linechat.client.pipe import LineEnds, ReceivedEnds
 
 # Bytes rich in line-end characters, so CRs land everywhere: before LF, alone, last.
@@ -44,3 +50,67 @@ def test_lone_cr_is_kept_and_crlf_is_not_doubled() -> None:
     ends = ReceivedEnds()
     assert ends.convert(b"You sent: a\r\nb\rc\r\n") == b"You sent: a\nb\rc\n"
     assert ends.convert(b"only\r\ncrlf\r\n") == b"only\ncrlf\n"
+
+
+@contextmanager
+def bulk_check() -> Iterator[None]:
+    """Chunks of any size checked for lone CRs as big ones are (the compiled pattern)."""
+    small = newlines.SMALL
+    newlines.SMALL = 0
+    try:
+        yield
+    finally:
+        newlines.SMALL = small
+
+
+@given(streams, st.lists(st.integers(min_value=0, max_value=80), max_size=6))
+def test_bulk_check_received_ends_match_one_shot(parts: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(parts)
+    with bulk_check():
+        ends = ReceivedEnds()
+        out = b"".join(ends.convert(chunk) for chunk in chunked(data, cuts)) + ends.finish()
+    assert out == one_shot(data)
+
+
+@given(streams, st.lists(st.integers(min_value=0, max_value=80), max_size=6))
+def test_bulk_check_input_ends_become_crlf(parts: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(parts)
+    with bulk_check():
+        ends = LineEnds(b"\r\n")
+        out = b"".join(ends.convert(chunk) for chunk in chunked(data, cuts)) + ends.finish()
+    assert out == one_shot(data, last_cr_ends_line=True).replace(b"\n", b"\r\n")
+
+
+def big_stream(ends: list[bytes], lines: int = 20_000, seed: int = 7) -> bytes:
+    """Short lines, each ended by one of ``ends`` at random."""
+    pick = random.Random(seed).choice
+    return b"".join(b"line %d%s" % (number, pick(ends)) for number in range(lines))
+
+
+@pytest.mark.parametrize(
+    "ends",
+    [[b"\n"], [b"\r\n"], [b"\r\n", b"\n"], [b"\r\n", b"\r"], [b"\r\n", b"\n", b"\r", b"\r\r\n"]],
+    ids=["bare LF", "CRLF", "mixed", "CRLF and lone CR", "all"],
+)
+@pytest.mark.parametrize("size", [1000, newlines.SMALL, newlines.SMALL + 1, 65536, 256 * 1024])
+def test_big_chunks_both_ways(ends: list[bytes], size: int) -> None:
+    """Chunks on both sides of the size where the check changes, cut anywhere (mid CRLF too)."""
+    data = big_stream(ends)
+    cut = random.Random(size).randrange
+    pieces, start = [], 0
+    while start < len(data):
+        end = start + size - cut(7)  # a size near ``size``: ends fall on CR, LF, anything
+        pieces.append(data[start:end])
+        start = end
+    received, sent = ReceivedEnds(), LineEnds(b"\r\n")
+    out = b"".join(received.convert(piece) for piece in pieces) + received.finish()
+    assert out == one_shot(data)
+    out = b"".join(sent.convert(piece) for piece in pieces) + sent.finish()
+    assert out == one_shot(data, last_cr_ends_line=True).replace(b"\n", b"\r\n")
+
+
+def test_a_big_chunk_ending_in_two_crs_keeps_the_first() -> None:
+    ends = ReceivedEnds()
+    body = b"x\r\n" * newlines.SMALL
+    assert ends.convert(body + b"a\r\r") == b"x\n" * newlines.SMALL + b"a\r"
+    assert ends.convert(b"\nb\r\n") == b"\nb\n"

@@ -5,16 +5,12 @@ The only place that parses argv, prints for people and picks exit codes.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 
-from .. import __version__
-from .common import HelpFormatter
-
 TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 if TYPE_CHECKING:
+    import argparse
     from typing import NoReturn
 
 __all__ = ["entry_point", "main"]
@@ -24,6 +20,12 @@ COMMANDS = ("serve", "connect")
 
 def build_parser(commands: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
     """The parser for ``commands`` (each a module of this package)."""
+    import argparse  # here: the fast path of `linechat connect` does without it
+    import importlib
+
+    from .. import __version__
+    from .common import HelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="linechat",
         formatter_class=HelpFormatter,
@@ -45,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
             return serve(argv[1:])
         except KeyboardInterrupt:
             return 130
+    if argv[:1] == ["connect"]:  # pipe mode with simple arguments: no argparse
+        from .fastpath import run
+
+        try:
+            fast = run(argv[1:])
+        except KeyboardInterrupt:
+            return 130
+        if fast is not None:
+            return fast
     # Import only the command asked for: `linechat connect` starts faster
     # without the server's modules.
     wanted = tuple(name for name in COMMANDS if argv[:1] == [name]) or COMMANDS

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 # Light imports only: pipe mode on a plain connection never imports asyncio
 # (see _plain and linechat.client.plain); the rest is imported where used.
@@ -28,6 +27,7 @@ from .common import (
     non_negative_float,
     port_number,
 )
+from .fastpath import DEFAULT_CONNECT_TIMEOUT, DEFAULT_WAIT, run_pipe, say
 
 TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 if TYPE_CHECKING:
@@ -42,9 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser"]
 
-DEFAULT_WAIT = 10.0
 DEFAULT_REPLY_TIMEOUT = 30.0
-PROG = "linechat connect"
 DIALECTS = ("line", "smtp", "pop3", "imap", "redis", "memcached", "irc")
 EPILOG = """\
 exit status:
@@ -122,9 +120,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--connect-timeout",
         type=non_negative_float,
-        default=10.0,
+        default=DEFAULT_CONNECT_TIMEOUT,
         metavar="SECONDS",
-        help="for the connection, TLS and STARTTLS (default 10; 0: no limit)",
+        help=f"for the connection, TLS and STARTTLS (default {DEFAULT_CONNECT_TIMEOUT:g}; "
+        "0: no limit)",
     )
     parser.add_argument(
         "--send-proxy",
@@ -223,14 +222,6 @@ def service_port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a port number or service name: {text!r}") from None
 
 
-def say(text: str) -> None:
-    """One line for people, on stderr."""
-    try:  # noqa: SIM105 (contextlib is not imported on the fast path)
-        print(f"{PROG}: {text}", file=sys.stderr, flush=True)
-    except BlockingIOError:
-        pass
-
-
 def run(args: argparse.Namespace) -> int:
     transcript: Transcript | None = None
     try:
@@ -281,16 +272,13 @@ def _plain(args: argparse.Namespace, terminal: bool) -> bool:
 
 
 def _run_plain(args: argparse.Namespace) -> int:
-    from ..client.ends import Ending
-    from ..client.plain import open_plain, run_plain_pipe
-
     host = args.host if args.host is not None else DEFAULT_HOST
     port = args.port if args.port is not None else DEFAULT_PORT
     newline = b"\n" if args.lf else b"\r\n"
     address = format_address(host, port, args.unix)
     if args.dialect not in (None, "line"):
         from ..client.lockstep import LockstepEnding
-        from ..client.plain import run_plain_lockstep
+        from ..client.plain import open_plain, run_plain_lockstep
 
         expected = _expected(args)
         dialect = _make(args, newline, starttls=False)
@@ -307,15 +295,14 @@ def _run_plain(args: argparse.Namespace) -> int:
         if result.ending in (LockstepEnding.SERVER_CLOSED, LockstepEnding.LOST) and lost:
             raise ConnectError(f"connection to {address} lost: {describe_error(lost)}")
         return _lockstep_status(result)
-    sock = open_plain(host, port, unix=args.unix, timeout=args.connect_timeout or None)
-    ending, read_error = run_plain_pipe(
-        sock, newline=newline, wait=args.wait or None, address=address
+    return run_pipe(
+        host,
+        port,
+        unix=args.unix,
+        newline=newline,
+        wait=args.wait,
+        connect_timeout=args.connect_timeout,
     )
-    if read_error is not None:
-        raise CliError(f"cannot read stdin: {read_error.strerror or read_error}")
-    if ending is Ending.WAIT_EXPIRED:
-        say(f"no answer for {args.wait:g} s after the end of input: closed")
-    return 0
 
 
 def _check_dialect(args: argparse.Namespace) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import _socket  # socket's C half: socket.py's enums cost ~4 ms of start-up
 import os
-import re
 import sys
 
 from ..errors import ConnectionClosed, ProtocolError
@@ -38,9 +37,6 @@ def format_address(host: str, port: int, unix: str | None = None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-_ERRNO = re.compile(r"\[Errno (\d+)\]")
-
-
 def describe_error(exc: BaseException) -> str:
     """One line for people about a failed connection."""
     if "ssl" in sys.modules:  # else the error cannot be a TLS one (and ssl is slow to import)
@@ -64,7 +60,9 @@ def describe_error(exc: BaseException) -> str:
         if exc.strerror:
             return exc.strerror.lower() if exc.strerror[0].isupper() else exc.strerror
         # asyncio's "Multiple exceptions: [Errno 111] ..., [Errno 111] ..." (one per address)
-        codes = set(_ERRNO.findall(str(exc)))
+        import re  # here: the fast path of pipe mode never imports re
+
+        codes = set(re.findall(r"\[Errno (\d+)\]", str(exc)))
         if len(codes) == 1:
             return os.strerror(int(codes.pop())).lower()
     return str(exc) or type(exc).__name__

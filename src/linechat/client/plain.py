@@ -26,7 +26,7 @@ import stat
 import time
 
 from .basics import ConnectError, describe_error, format_address
-from .ends import Ending, LineEnds, ReceivedEnds
+from .newlines import LineEnds, ReceivedEnds
 
 TYPE_CHECKING = False  # not typing's: importing typing costs start-up time
 if TYPE_CHECKING:
@@ -34,11 +34,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..dialects.base import Dialect
+    from .ends import Ending
     from .expect import Expected
     from .lockstep import Lockstep, LockstepResult
     from .pipe import Feeder
 
-__all__ = ["open_plain", "run_plain_lockstep", "run_plain_pipe"]
+__all__ = ["open_plain", "pipe_plain", "run_plain_lockstep", "run_plain_pipe"]
 
 #: The size of a read from stdin and from the socket (as :mod:`.pipe`).
 CHUNK = 256 * 1024
@@ -49,6 +50,11 @@ OUTPUT_HIGH_WATER = 1024 * 1024
 WAKE = 0.02
 _IN = select.POLLIN | select.POLLPRI
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
+# How a session ended: the names of :class:`.ends.Ending`'s members, which
+# :func:`run_plain_pipe` turns into the enum (``enum`` is slow to import).
+SERVER_CLOSED = "SERVER_CLOSED"
+WAIT_EXPIRED = "WAIT_EXPIRED"
+OUTPUT_CLOSED = "OUTPUT_CLOSED"
 
 
 def open_plain(
@@ -230,15 +236,15 @@ class _Session:
 
     # -- the loop -------------------------------------------------------------------
 
-    def run(self, wait: float | None) -> Ending:
+    def run(self, wait: float | None) -> str:
         poller = select.poll()
         sock_fd = self.sock.fileno()
         registered: dict[int, int] = {}
         while True:
             if self.lost is not None or self.eof_seen:
-                return Ending.SERVER_CLOSED
+                return SERVER_CLOSED
             if self.broken and self.out_async:
-                return Ending.OUTPUT_CLOSED
+                return OUTPUT_CLOSED
             want: dict[int, int] = {}
             events = 0
             if self.out_size < OUTPUT_HIGH_WATER:
@@ -263,7 +269,7 @@ class _Session:
                     self.last_received = time.monotonic()
                 left = max(self.eof_at, self.last_received) + wait - time.monotonic()
                 if left <= 0:
-                    return Ending.WAIT_EXPIRED
+                    return WAIT_EXPIRED
                 timeout_ms = int(left * 1000) + 1
             for fd, happened in poller.poll(timeout_ms):
                 if fd == sock_fd:
@@ -295,6 +301,25 @@ def run_plain_pipe(
     the server ended its side raises :class:`ConnectError`. ``sock`` is
     closed on return.
     """
+    from .ends import Ending
+
+    name, read_error = pipe_plain(
+        sock, newline=newline, wait=wait, address=address, stdin_fd=stdin_fd, stdout_fd=stdout_fd
+    )
+    return Ending[name], read_error
+
+
+def pipe_plain(
+    sock: _socket.socket,
+    *,
+    newline: bytes = b"\r\n",
+    wait: float | None,
+    address: str = "",
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+) -> tuple[str, OSError | None]:
+    """:func:`run_plain_pipe`, the ending given as the name of its :class:`.ends.Ending`
+    member (``"WAIT_EXPIRED"``...): what ``linechat connect`` calls, without importing enum."""
     session = _Session(sock, newline, stdin_fd, stdout_fd)
     restore = session.out_async and os.get_blocking(stdout_fd)
     if restore:
@@ -302,7 +327,7 @@ def run_plain_pipe(
     try:
         ending = session.run(wait)
         if session.broken:
-            ending = Ending.OUTPUT_CLOSED
+            ending = OUTPUT_CLOSED
     finally:
         sock.close()
         session.write(session.out_ends.finish())
@@ -310,7 +335,7 @@ def run_plain_pipe(
             os.set_blocking(stdout_fd, True)
         if session.out and not session.broken:
             session._write_blocking(memoryview(b"".join(session.out)))
-    if session.lost is not None and ending is Ending.SERVER_CLOSED:
+    if session.lost is not None and ending == SERVER_CLOSED:
         raise ConnectError(f"connection to {address} lost: {describe_error(session.lost)}")
     return ending, session.read_error
 
