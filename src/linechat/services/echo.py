@@ -7,20 +7,21 @@ accepted (lenient framing); answers always end in CRLF.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-from ..protocol import LineProtocol
+from ..protocol import LineProtocol, mypyc_attr
 from ..service import ServeContext, Service
 from ..stream import LineStream
 
 __all__ = ["FRAMING", "PREFIX", "QUIT", "SERVICE", "EchoProtocol", "echo_handler"]
 
-PREFIX = b"You sent: "
-QUIT = b"."
+PREFIX: Final = b"You sent: "
+QUIT: Final = b"."
 #: The echo service accepts bare LF as well as CRLF.
 FRAMING: dict[str, Any] = {"lenient": True}
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class EchoProtocol(LineProtocol):
     """The echo service on the protocol layer: one C-level join per chunk."""
 
@@ -28,14 +29,14 @@ class EchoProtocol(LineProtocol):
 
     def __init__(self, **options: Any) -> None:
         options = {**FRAMING, **options}
-        super().__init__(**options)
+        LineProtocol.__init__(self, **options)
 
     def lines_received(self, lines: list[bytes]) -> None:
         if QUIT in lines:
-            self.write_lines(lines[: lines.index(QUIT)], prefix=PREFIX)
+            self.write_lines(lines[: lines.index(QUIT)], PREFIX)
             self.close()
         else:
-            self.write_lines(lines, prefix=PREFIX)
+            self.write_lines(lines, PREFIX)
 
 
 async def echo_handler(stream: LineStream) -> None:
