@@ -7,11 +7,23 @@ accepted (lenient framing); answers always end in CRLF.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ..protocol import LineProtocol, mypyc_attr
+from ..protocol import LineProtocol
 from ..service import ServeContext, Service
 from ..stream import LineStream
+
+if TYPE_CHECKING:
+    from _typeshed import IdentityFunction
+
+try:  # compiled with the hot modules (the optional build): see protocol.py
+    from mypy_extensions import mypyc_attr
+except ImportError:  # the pure package does not need mypy_extensions
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> IdentityFunction:
+        """Read by mypyc at compile time; without mypy_extensions, a decorator that does nothing."""
+        return lambda cls: cls
+
 
 __all__ = ["FRAMING", "PREFIX", "QUIT", "SERVICE", "EchoProtocol", "echo_handler"]
 
@@ -29,6 +41,7 @@ class EchoProtocol(LineProtocol):
 
     def __init__(self, **options: Any) -> None:
         options = {**FRAMING, **options}
+        # Not super().__init__(**options): compiled by mypyc, that passes the dict positionally.
         LineProtocol.__init__(self, **options)
 
     def lines_received(self, lines: list[bytes]) -> None:
