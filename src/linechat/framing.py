@@ -256,6 +256,7 @@ class LineFramer:
         chunk that ``rewind()`` would need stays referenced until then, and a
         chunk fresh from ``recv()`` can pin far more memory than its length.
         """
+        # LineProtocol.data_received does the same inline: keep the two in step.
         self._source = None
         self._head = b""
 

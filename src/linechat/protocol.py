@@ -287,7 +287,7 @@ class LineProtocol(asyncio.Protocol):
         if not self._in_chunk and not self._flush_scheduled:
             self._written()
 
-    def write_lines(self, lines: Iterable[bytes | str], *, prefix: bytes = b"") -> None:
+    def write_lines(self, lines: Iterable[bytes | str], prefix: bytes = b"") -> None:
         """Send several lines, each after ``prefix``, in one transport write.
 
         A list of bytes is joined in C, with no Python work per line.
@@ -528,7 +528,10 @@ class LineProtocol(asyncio.Protocol):
                         if self._pulling:
                             self._pull()
                     if not self._pulling:
-                        framer.commit()  # so this chunk is not kept alive
+                        # framer.commit(), inline (a Python call per chunk
+                        # saved): so this chunk is not kept alive.
+                        framer._source = None
+                        framer._head = b""
         except Exception as exc:
             self._callback_failed(exc)
         finally:

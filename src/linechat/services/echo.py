@@ -7,20 +7,33 @@ accepted (lenient framing); answers always end in CRLF.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..protocol import LineProtocol
 from ..service import ServeContext, Service
 from ..stream import LineStream
 
+if TYPE_CHECKING:
+    from _typeshed import IdentityFunction
+
+try:  # compiled with the hot modules (the optional build): see protocol.py
+    from mypy_extensions import mypyc_attr
+except ImportError:  # the pure package does not need mypy_extensions
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> IdentityFunction:
+        """Read by mypyc at compile time; without mypy_extensions, a decorator that does nothing."""
+        return lambda cls: cls
+
+
 __all__ = ["FRAMING", "PREFIX", "QUIT", "SERVICE", "EchoProtocol", "echo_handler"]
 
-PREFIX = b"You sent: "
-QUIT = b"."
+PREFIX: Final = b"You sent: "
+QUIT: Final = b"."
 #: The echo service accepts bare LF as well as CRLF.
 FRAMING: dict[str, Any] = {"lenient": True}
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class EchoProtocol(LineProtocol):
     """The echo service on the protocol layer: one C-level join per chunk."""
 
@@ -28,14 +41,15 @@ class EchoProtocol(LineProtocol):
 
     def __init__(self, **options: Any) -> None:
         options = {**FRAMING, **options}
-        super().__init__(**options)
+        # Not super().__init__(**options): compiled by mypyc, that passes the dict positionally.
+        LineProtocol.__init__(self, **options)
 
     def lines_received(self, lines: list[bytes]) -> None:
         if QUIT in lines:
-            self.write_lines(lines[: lines.index(QUIT)], prefix=PREFIX)
+            self.write_lines(lines[: lines.index(QUIT)], PREFIX)
             self.close()
         else:
-            self.write_lines(lines, prefix=PREFIX)
+            self.write_lines(lines, PREFIX)
 
 
 async def echo_handler(stream: LineStream) -> None:
