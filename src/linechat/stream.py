@@ -178,6 +178,7 @@ class LineStream(LineProtocol):
                 lines = framer.feed(data)
             except LineTooLong as exc:
                 lines, self._error = exc.lines, exc
+                self._lines, self._next = (), 0  # a counted read rewinds past these only
             else:
                 if not lines:
                     return  # part of a line: nothing to do until the rest comes
@@ -214,8 +215,9 @@ class LineStream(LineProtocol):
             self._frame(data)
         else:
             framer.receive(data)
-        if len(data) > self._slice and framer.buffered > READ_HIGH_WATER:
-            self._reading_paused = True  # a backlog: read on once it is handled
+        if len(data) > self._slice and framer.buffered > max(READ_HIGH_WATER, want):
+            # A backlog (beyond what a counted read waits for): read on once it is handled.
+            self._reading_paused = True
             self._set_reading(False)
         self._in_chunk = True
         try:
@@ -280,7 +282,8 @@ class LineStream(LineProtocol):
         """A read must wait: send the replies queued, and read the peer again."""
         if not self._in_chunk:  # else data_received sends them as it returns
             self._flush()
-        if self._reading_paused and self.framer.buffered <= READ_HIGH_WATER:
+        want = self._want  # a counted read bigger than the mark must get its bytes
+        if self._reading_paused and self.framer.buffered <= max(READ_HIGH_WATER, want or 0):
             self._reading_paused = False
             if not self._writing_paused:
                 self._set_reading(True)
@@ -449,35 +452,36 @@ class LineStream(LineProtocol):
                 lines = framer.feed(data)
         except LineTooLong as exc:
             lines, self._error = exc.lines, exc
+            self._lines, self._next = (), 0  # a counted read rewinds past these only
         if lines:
             self._lines, self._next = lines, 0
             self.lines_in += len(lines)
         return lines
 
     def _pull_lines(self, data: bytes) -> list[bytes]:
-        """Take lines one by one from the buffer, up to 256 or a slice's worth of bytes."""
+        """Split the buffer's first lines, up to 256 or a slice's worth of bytes.
+
+        Split as ``feed()`` splits, so a counted read among them can rewind.
+        """
         framer = self.framer
         if data:
             framer.receive(data)
-        lines: list[bytes] = []
-        size, limit = 0, self._slice
-        while size < limit and len(lines) < 256:
-            try:
-                line = framer.next_line()
-            except LineTooLong as exc:
-                exc.lines = lines
-                raise
-            if line is None:
-                break
-            lines.append(line)
-            size += len(line) + 2
-        return lines
+        return framer.split_buffered(self._slice, 256)
 
     def _take(self, want: int) -> tuple[bool, Any]:
         framer = self.framer
         finished = self.eof or self._gone
         if want >= 0:
-            if self._next < len(self._lines):
+            if self._error is not None:
+                # The over-long "line" after the lines in hand is raw bytes to a
+                # handler that reads them raw (as in LineProtocol._too_long): the
+                # framer takes back everything after the last line read, and
+                # goes on. With no line of that read in hand it is a line.
+                if not self._lines:
+                    self._raise_error()
+                framer.rewind(self._next)
+                self._error = None
+            elif self._next < len(self._lines):
                 framer.rewind(self._next)
             self._lines, self._next = (), 0
             data = framer.read_exactly(want)
@@ -497,9 +501,7 @@ class LineStream(LineProtocol):
         self._lines, self._next = (), 0  # let the last batch go, and its chunk
         framer.commit()
         if self._error is not None:
-            error, self._error = self._error, None
-            self._ending |= _LINGER  # a close before resync() leaves the line's rest unread
-            raise error
+            self._raise_error()
         if not self._ended:
             if not framer.buffered and not finished:
                 return False, None
@@ -512,9 +514,7 @@ class LineStream(LineProtocol):
                 self._next = 1
                 return True, lines[0]
             if self._error is not None:
-                error, self._error = self._error, None
-                self._ending |= _LINGER  # a close before resync() leaves the line's rest unread
-                raise error
+                self._raise_error()
             if not finished:
                 return False, None
             self._ended = True
@@ -532,6 +532,13 @@ class LineStream(LineProtocol):
         if want == _NEXT:
             raise StopAsyncIteration
         return True, None
+
+    def _raise_error(self) -> None:
+        """Raise the over-long line's error, once the lines before it were read."""
+        error, self._error = self._error, None
+        assert error is not None
+        self._ending |= _LINGER  # a close before resync() leaves the line's rest unread
+        raise error
 
     # -- writing (write_line, write_lines, write_raw: the protocol layer's) ----
 
