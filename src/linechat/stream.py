@@ -301,24 +301,42 @@ class LineStream(LineProtocol):
     @types.coroutine
     def readline(self) -> Generator[Any, bytes | None, bytes | None]:
         """The next line, delimiter removed; ``None`` at a clean end of stream."""
-        i = self._next
-        lines = self._lines
-        if i < len(lines):
-            if i & 15 or not i or self._replies_fit():  # a line in hand
-                self._next = i + 1
-                return lines[i]
+        # One local, reused (see __anext__: a waiting read's frame is kept).
+        got: Any = self._next
+        if got < len(self._lines):
+            if got & 15 or not got or self._replies_fit():  # a line in hand
+                self._next = got + 1
+                return self._lines[got]  # type: ignore[no-any-return]
         elif self._handing and self._want is None:  # as in __anext__
             self._lines, self._next = (), 0
             self.framer.commit()
             self._want = _LINE
             try:
-                line = yield WAIT_FOR_INPUT
+                got = yield WAIT_FOR_INPUT
             finally:
                 self._want = None
-            if line is not None:
-                return line
-        result: bytes | None = yield from self._read(_LINE)
-        return result
+            if got is not None:
+                return got  # type: ignore[no-any-return]
+        if self.task is None or not self.task.stepping:  # not the handler's own task
+            got = yield from self._read(_LINE)
+            return got  # type: ignore[no-any-return]
+        # _read(), inline for the handler: an idle handler waits in this frame
+        # alone (a nested generator would cost its frame too).
+        if self._want is not None:
+            raise RuntimeError("another read is already waiting on this stream")
+        self._handing = False
+        self._want = _LINE
+        try:
+            while True:
+                got = self._take(_LINE)
+                if got[0]:
+                    return got[1]  # type: ignore[no-any-return]
+                self._about_to_wait()
+                got = yield WAIT_FOR_INPUT
+                if got is not None:  # data_received handed over the line
+                    return got  # type: ignore[no-any-return]
+        finally:
+            self._want = None
 
     def readexactly(self, n: int) -> Awaitable[bytes]:
         """Exactly ``n`` raw bytes (a counted payload); mixes freely with lines.
@@ -339,12 +357,14 @@ class LineStream(LineProtocol):
         A generator-based coroutine: awaited, it runs in the awaiting
         coroutine's own step, with no awaitable object of its own to call.
         """
-        i = self._next
-        lines = self._lines
-        if i < len(lines):
-            if i & 15 or not i or self._replies_fit():  # a line in hand
-                self._next = i + 1
-                return lines[i]
+        # A handler waiting for input is suspended in here, and an idle
+        # connection keeps this frame: one local (the index, then the line),
+        # and the batch is not held in it.
+        got: Any = self._next
+        if got < len(self._lines):
+            if got & 15 or not got or self._replies_fit():  # a line in hand
+                self._next = got + 1
+                return self._lines[got]  # type: ignore[no-any-return]
         elif self._handing and self._want is None:
             # The usual case: data_received handed the handler a line, which
             # it has answered. Every line received was read: let the batch
@@ -354,14 +374,32 @@ class LineStream(LineProtocol):
             self.framer.commit()
             self._want = _NEXT
             try:
-                line = yield WAIT_FOR_INPUT
+                got = yield WAIT_FOR_INPUT
             finally:
                 self._want = None
-            if line is not None:
-                return line
+            if got is not None:
+                return got  # type: ignore[no-any-return]
             # Woken for something else (end of stream, an error): the general way.
-        result: bytes = yield from self._read(_NEXT)
-        return result
+        if self.task is None or not self.task.stepping:  # not the handler's own task
+            got = yield from self._read(_NEXT)
+            return got  # type: ignore[no-any-return]
+        # _read(), inline for the handler: an idle handler waits in this frame
+        # alone (a nested generator would cost its frame too).
+        if self._want is not None:
+            raise RuntimeError("another read is already waiting on this stream")
+        self._handing = False
+        self._want = _NEXT
+        try:
+            while True:
+                got = self._take(_NEXT)
+                if got[0]:
+                    return got[1]  # type: ignore[no-any-return]
+                self._about_to_wait()
+                got = yield WAIT_FOR_INPUT
+                if got is not None:  # data_received handed over the line
+                    return got  # type: ignore[no-any-return]
+        finally:
+            self._want = None
 
     def resync(self) -> None:
         """After :class:`LineTooLong`: skip the rest of that line and read on."""
