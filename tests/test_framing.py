@@ -471,3 +471,14 @@ def test_split_buffered_lenient_and_overlapping_delimiters() -> None:
     odd.receive(b"xaaay")
     assert odd.split_buffered(4, 256) == [b"x"]
     assert odd.feed(b"aa") == [b"ay"]
+
+
+def test_fed_lines_counts_the_last_batch_while_it_can_be_rewound() -> None:
+    framer = LineFramer()
+    assert framer.fed_lines() == 0
+    framer.feed(b"a\r\nb")
+    assert framer.fed_lines() == 1
+    framer.feed(b"\r\nc\r\nd\r\n")  # b (its start was buffered), c, d
+    assert framer.fed_lines() == 3
+    framer.commit()
+    assert framer.fed_lines() == 0

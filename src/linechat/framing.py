@@ -302,6 +302,14 @@ class LineFramer:
         self._buf[:0] = source[self._offset_after(source, used) : end]
         self._scan_from = 0
 
+    def fed_lines(self) -> int:
+        """How many lines the last ``feed()`` returned, while ``rewind()`` can
+        still give them back (0 after :meth:`commit` or a pull read)."""
+        source = self._source
+        if not source:
+            return 0
+        return (self._head + source if self._head else source).count(self._sep)
+
     def read_after(self, used: int, n: int) -> bytes | None:
         """``rewind(used)`` then ``read_exactly(n)``, cheap in the usual case.
 

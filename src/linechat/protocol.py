@@ -414,6 +414,14 @@ class LineProtocol(asyncio.Protocol):
         self._stop_batch = True
         if not self._in_chunk:
             self._flush()
+        elif (
+            type(self).lines_received is not LineProtocol.lines_received
+            and self.framer.fed_lines() > 1
+        ):
+            # In an override of lines_received (the echo service's "."), which
+            # cannot say how many lines of its batch it used (the default
+            # counts them): with more than one, take the rest as unread.
+            self._ending |= _LINGER
         self._closing = True
         if not self._in_chunk:
             self._close_transport()
