@@ -435,3 +435,50 @@ def test_a_counted_read_after_the_end_of_stream_never_completes() -> None:
     assert framer.read_after(1, 7) is None
     framer.rewind(1)  # nothing to give back
     assert framer.buffered == 0
+
+
+def test_split_buffered_takes_a_batch_that_rewind_can_give_back() -> None:
+    framer = LineFramer()
+    framer.receive(b"a\r\nbb\r\nccc\r\nrest")
+    assert framer.split_buffered(6, 256) == [b"a"]  # the lines ending within 6 bytes
+    framer.rewind(0)
+    assert framer.split_buffered(100, 2) == [b"a", b"bb"]  # at most 2
+    framer.rewind(1)
+    assert framer.read_exactly(9) == b"bb\r\nccc\r\n"
+    assert framer.split_buffered(100, 256) == []
+    assert framer.feed(b"\r\n") == [b"rest"]
+
+
+def test_split_buffered_over_long_line_can_be_taken_back_as_raw_bytes() -> None:
+    framer = LineFramer(max_line_length=5)
+    framer.receive(b"set 7\r\n" + b"x" * 7 + b"\r\nget\r\n")
+    with pytest.raises(LineTooLong) as caught:
+        framer.split_buffered(1024, 256)
+    assert caught.value.lines == [b"set 7"]
+    framer.rewind(1)  # a counted read: the over-long "line" is raw bytes
+    assert not framer.failed
+    assert framer.read_exactly(9) == b"x" * 7 + b"\r\n"
+    assert framer.split_buffered(1024, 256) == [b"get"]
+
+
+def test_split_buffered_lenient_and_overlapping_delimiters() -> None:
+    framer = LineFramer(lenient=True)
+    framer.receive(b"a\r\nb\nc")
+    assert framer.split_buffered(1024, 256) == [b"a", b"b"]
+    framer.rewind(1)
+    assert framer.read_exactly(2) == b"b\n"
+    odd = LineFramer(b"aa")
+    odd.receive(b"xaaay")
+    assert odd.split_buffered(4, 256) == [b"x"]
+    assert odd.feed(b"aa") == [b"ay"]
+
+
+def test_fed_lines_counts_the_last_batch_while_it_can_be_rewound() -> None:
+    framer = LineFramer()
+    assert framer.fed_lines() == 0
+    framer.feed(b"a\r\nb")
+    assert framer.fed_lines() == 1
+    framer.feed(b"\r\nc\r\nd\r\n")  # b (its start was buffered), c, d
+    assert framer.fed_lines() == 3
+    framer.commit()
+    assert framer.fed_lines() == 0

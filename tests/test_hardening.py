@@ -410,3 +410,21 @@ def test_a_handler_that_answers_an_over_long_line_itself_closes_without_a_reset(
     else:
         replies = asyncio.run(main())
     assert replies == [b"500 too long for me\r\n"] * 10
+
+
+def test_pipelined_input_after_the_echo_quit_is_not_answered_with_a_reset(
+    echo: Callable[..., Served],
+) -> None:
+    """`.` closes in an overridden lines_received that drops the lines after
+    it: they are unread input, so the close lingers (the reply, then our end
+    of stream), as it does for a close in line_received."""
+    served = echo()
+    for attempt in range(12):  # a race: varied timing, input past one read (64 KiB) or not
+        more = (0, 100, 150 * KIB)[attempt % 3]
+        with served.connect() as sock:
+            sock.sendall(b"a\r\n.\r\nb\r\n")
+            time.sleep(0.003 * (attempt % 4))  # the server answers and closes meanwhile
+            sock.sendall(b"c" * more + b"\r\nd\r\n")
+            reply = read_all(sock)  # a reset raises ConnectionResetError here
+        assert reply == b"You sent: a\r\n", attempt
+    assert "Traceback" not in served.log()

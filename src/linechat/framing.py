@@ -303,6 +303,14 @@ class LineFramer:
         self._buf[:0] = source[self._offset_after(source, used) : end]
         self._scan_from = 0
 
+    def fed_lines(self) -> int:
+        """How many lines the last ``feed()`` returned, while ``rewind()`` can
+        still give them back (0 after :meth:`commit` or a pull read)."""
+        source = self._source
+        if not source:
+            return 0
+        return (self._head + source if self._head else source).count(self._sep)
+
     def read_after(self, used: int, n: int) -> bytes | None:
         """``rewind(used)`` then ``read_exactly(n)``, cheap in the usual case.
 
@@ -407,6 +415,50 @@ class LineFramer:
             self._fast = False
             raise LineTooLong(self._max)
         return line
+
+    def split_buffered(self, size: int, count: int) -> list[bytes]:
+        """Split the first lines of the buffer: those ending within ``size`` bytes
+        (at least one), at most ``count``; the rest stays raw.
+
+        A backlog handed out a batch at a time (a short line costs far more as a
+        bytes object than as buffered bytes). Unlike :meth:`next_line`, the batch
+        is split as :meth:`feed` splits, so :meth:`rewind` can follow it: a
+        counted read among its lines gets the bytes after them as they came.
+        """
+        self._check_open()
+        buf = self._buf
+        if self._discarding and not self._discard(b""):
+            return []
+        sep = self._sep
+        cut = buf.rfind(sep, 0, size)
+        if cut < 0:
+            cut = buf.find(sep)
+            if cut < 0:
+                return self.feed(b"")  # no complete line: check the limit, note the scan
+        end = cut + len(sep)
+        if buf.count(sep, 0, end) > count:
+            end = 0
+            for _ in range(count):
+                end = buf.index(sep, end) + len(sep)
+        head = bytes(buf[:end])
+        del buf[:end]  # (cheap: a bytearray drops its front by moving its start)
+        # feed() the head with the rest set aside (not copied), then put it back.
+        self._buf = bytearray()
+        try:
+            lines = self.feed(head)
+        except LineTooLong:
+            # rewind() after a failed feed() gives back its source from line
+            # ``used`` on: make that the head and the rest, as the buffer was.
+            self._source = head + bytes(buf)
+            buf[:0] = self._buf  # what follows the over-long line in the head
+            self._buf = buf
+            raise
+        if self._buf:  # a tail (a delimiter that can overlap itself): it comes first
+            buf[:0] = self._buf
+        self._buf = buf
+        if buf:
+            self._fast = False  # the buffer may hold lines
+        return lines
 
     def read_exactly(self, n: int) -> bytes | None:
         """Take exactly ``n`` raw bytes, or ``None`` until that many are buffered."""

@@ -56,6 +56,9 @@ _SHUTDOWN = 2  # close_for_shutdown(): half-close, then wait for the peer's end
 _EOF_SENT = 4  # ...and our end of stream is on its way
 _LINGER = 8  # closed with input left unread: half-close, drop input (bounded), then close
 
+#: The default read slice (see ``_slice``), one object for every connection.
+_SLICE = max(1024, DEFAULT_WRITE_HIGH_WATER // 16)
+
 
 def encode_line(line: bytes | str) -> bytes:
     """Lines are bytes on the wire; text is sent as UTF-8. Anything else is a TypeError."""
@@ -162,7 +165,8 @@ class LineProtocol(asyncio.Protocol):
         self.write_high_water = write_high_water
         # Reads longer than this are handled a slice at a time (_receive_slices):
         # one slice's replies stay under the mark for replies up to 16x the input.
-        self._slice = max(1024, write_high_water // 16)
+        size = max(1024, write_high_water // 16)
+        self._slice = _SLICE if size == _SLICE else size  # the default's int: shared, not 32 B each
         self.transport: asyncio.Transport | None = None
         #: The peer's address; a runner behind a PROXY-protocol balancer sets
         #: it (and ``proxy_header``) to the true client's before the connection.
@@ -410,6 +414,14 @@ class LineProtocol(asyncio.Protocol):
         self._stop_batch = True
         if not self._in_chunk:
             self._flush()
+        elif (
+            type(self).lines_received is not LineProtocol.lines_received
+            and self.framer.fed_lines() > 1
+        ):
+            # In an override of lines_received (the echo service's "."), which
+            # cannot say how many lines of its batch it used (the default
+            # counts them): with more than one, take the rest as unread.
+            self._ending |= _LINGER
         self._closing = True
         if not self._in_chunk:
             self._close_transport()

@@ -178,6 +178,7 @@ class LineStream(LineProtocol):
                 lines = framer.feed(data)
             except LineTooLong as exc:
                 lines, self._error = exc.lines, exc
+                self._lines, self._next = (), 0  # a counted read rewinds past these only
             else:
                 if not lines:
                     return  # part of a line: nothing to do until the rest comes
@@ -214,8 +215,9 @@ class LineStream(LineProtocol):
             self._frame(data)
         else:
             framer.receive(data)
-        if len(data) > self._slice and framer.buffered > READ_HIGH_WATER:
-            self._reading_paused = True  # a backlog: read on once it is handled
+        if len(data) > self._slice and framer.buffered > max(READ_HIGH_WATER, want):
+            # A backlog (beyond what a counted read waits for): read on once it is handled.
+            self._reading_paused = True
             self._set_reading(False)
         self._in_chunk = True
         try:
@@ -280,7 +282,8 @@ class LineStream(LineProtocol):
         """A read must wait: send the replies queued, and read the peer again."""
         if not self._in_chunk:  # else data_received sends them as it returns
             self._flush()
-        if self._reading_paused and self.framer.buffered <= READ_HIGH_WATER:
+        want = self._want  # a counted read bigger than the mark must get its bytes
+        if self._reading_paused and self.framer.buffered <= max(READ_HIGH_WATER, want or 0):
             self._reading_paused = False
             if not self._writing_paused:
                 self._set_reading(True)
@@ -298,24 +301,42 @@ class LineStream(LineProtocol):
     @types.coroutine
     def readline(self) -> Generator[Any, bytes | None, bytes | None]:
         """The next line, delimiter removed; ``None`` at a clean end of stream."""
-        i = self._next
-        lines = self._lines
-        if i < len(lines):
-            if i & 15 or not i or self._replies_fit():  # a line in hand
-                self._next = i + 1
-                return lines[i]
+        # One local, reused (see __anext__: a waiting read's frame is kept).
+        got: Any = self._next
+        if got < len(self._lines):
+            if got & 15 or not got or self._replies_fit():  # a line in hand
+                self._next = got + 1
+                return self._lines[got]  # type: ignore[no-any-return]
         elif self._handing and self._want is None:  # as in __anext__
             self._lines, self._next = (), 0
             self.framer.commit()
             self._want = _LINE
             try:
-                line = yield WAIT_FOR_INPUT
+                got = yield WAIT_FOR_INPUT
             finally:
                 self._want = None
-            if line is not None:
-                return line
-        result: bytes | None = yield from self._read(_LINE)
-        return result
+            if got is not None:
+                return got  # type: ignore[no-any-return]
+        if self.task is None or not self.task.stepping:  # not the handler's own task
+            got = yield from self._read(_LINE)
+            return got  # type: ignore[no-any-return]
+        # _read(), inline for the handler: an idle handler waits in this frame
+        # alone (a nested generator would cost its frame too).
+        if self._want is not None:
+            raise RuntimeError("another read is already waiting on this stream")
+        self._handing = False
+        self._want = _LINE
+        try:
+            while True:
+                got = self._take(_LINE)
+                if got[0]:
+                    return got[1]  # type: ignore[no-any-return]
+                self._about_to_wait()
+                got = yield WAIT_FOR_INPUT
+                if got is not None:  # data_received handed over the line
+                    return got  # type: ignore[no-any-return]
+        finally:
+            self._want = None
 
     def readexactly(self, n: int) -> Awaitable[bytes]:
         """Exactly ``n`` raw bytes (a counted payload); mixes freely with lines.
@@ -336,12 +357,14 @@ class LineStream(LineProtocol):
         A generator-based coroutine: awaited, it runs in the awaiting
         coroutine's own step, with no awaitable object of its own to call.
         """
-        i = self._next
-        lines = self._lines
-        if i < len(lines):
-            if i & 15 or not i or self._replies_fit():  # a line in hand
-                self._next = i + 1
-                return lines[i]
+        # A handler waiting for input is suspended in here, and an idle
+        # connection keeps this frame: one local (the index, then the line),
+        # and the batch is not held in it.
+        got: Any = self._next
+        if got < len(self._lines):
+            if got & 15 or not got or self._replies_fit():  # a line in hand
+                self._next = got + 1
+                return self._lines[got]  # type: ignore[no-any-return]
         elif self._handing and self._want is None:
             # The usual case: data_received handed the handler a line, which
             # it has answered. Every line received was read: let the batch
@@ -351,14 +374,32 @@ class LineStream(LineProtocol):
             self.framer.commit()
             self._want = _NEXT
             try:
-                line = yield WAIT_FOR_INPUT
+                got = yield WAIT_FOR_INPUT
             finally:
                 self._want = None
-            if line is not None:
-                return line
+            if got is not None:
+                return got  # type: ignore[no-any-return]
             # Woken for something else (end of stream, an error): the general way.
-        result: bytes = yield from self._read(_NEXT)
-        return result
+        if self.task is None or not self.task.stepping:  # not the handler's own task
+            got = yield from self._read(_NEXT)
+            return got  # type: ignore[no-any-return]
+        # _read(), inline for the handler: an idle handler waits in this frame
+        # alone (a nested generator would cost its frame too).
+        if self._want is not None:
+            raise RuntimeError("another read is already waiting on this stream")
+        self._handing = False
+        self._want = _NEXT
+        try:
+            while True:
+                got = self._take(_NEXT)
+                if got[0]:
+                    return got[1]  # type: ignore[no-any-return]
+                self._about_to_wait()
+                got = yield WAIT_FOR_INPUT
+                if got is not None:  # data_received handed over the line
+                    return got  # type: ignore[no-any-return]
+        finally:
+            self._want = None
 
     def resync(self) -> None:
         """After :class:`LineTooLong`: skip the rest of that line and read on."""
@@ -449,35 +490,36 @@ class LineStream(LineProtocol):
                 lines = framer.feed(data)
         except LineTooLong as exc:
             lines, self._error = exc.lines, exc
+            self._lines, self._next = (), 0  # a counted read rewinds past these only
         if lines:
             self._lines, self._next = lines, 0
             self.lines_in += len(lines)
         return lines
 
     def _pull_lines(self, data: bytes) -> list[bytes]:
-        """Take lines one by one from the buffer, up to 256 or a slice's worth of bytes."""
+        """Split the buffer's first lines, up to 256 or a slice's worth of bytes.
+
+        Split as ``feed()`` splits, so a counted read among them can rewind.
+        """
         framer = self.framer
         if data:
             framer.receive(data)
-        lines: list[bytes] = []
-        size, limit = 0, self._slice
-        while size < limit and len(lines) < 256:
-            try:
-                line = framer.next_line()
-            except LineTooLong as exc:
-                exc.lines = lines
-                raise
-            if line is None:
-                break
-            lines.append(line)
-            size += len(line) + 2
-        return lines
+        return framer.split_buffered(self._slice, 256)
 
     def _take(self, want: int) -> tuple[bool, Any]:
         framer = self.framer
         finished = self.eof or self._gone
         if want >= 0:
-            if self._next < len(self._lines):
+            if self._error is not None:
+                # The over-long "line" after the lines in hand is raw bytes to a
+                # handler that reads them raw (as in LineProtocol._too_long): the
+                # framer takes back everything after the last line read, and
+                # goes on. With no line of that read in hand it is a line.
+                if not self._lines:
+                    self._raise_error()
+                framer.rewind(self._next)
+                self._error = None
+            elif self._next < len(self._lines):
                 framer.rewind(self._next)
             self._lines, self._next = (), 0
             data = framer.read_exactly(want)
@@ -497,9 +539,7 @@ class LineStream(LineProtocol):
         self._lines, self._next = (), 0  # let the last batch go, and its chunk
         framer.commit()
         if self._error is not None:
-            error, self._error = self._error, None
-            self._ending |= _LINGER  # a close before resync() leaves the line's rest unread
-            raise error
+            self._raise_error()
         if not self._ended:
             if not framer.buffered and not finished:
                 return False, None
@@ -512,9 +552,7 @@ class LineStream(LineProtocol):
                 self._next = 1
                 return True, lines[0]
             if self._error is not None:
-                error, self._error = self._error, None
-                self._ending |= _LINGER  # a close before resync() leaves the line's rest unread
-                raise error
+                self._raise_error()
             if not finished:
                 return False, None
             self._ended = True
@@ -532,6 +570,13 @@ class LineStream(LineProtocol):
         if want == _NEXT:
             raise StopAsyncIteration
         return True, None
+
+    def _raise_error(self) -> None:
+        """Raise the over-long line's error, once the lines before it were read."""
+        error, self._error = self._error, None
+        assert error is not None
+        self._ending |= _LINGER  # a close before resync() leaves the line's rest unread
+        raise error
 
     # -- writing (write_line, write_lines, write_raw: the protocol layer's) ----
 

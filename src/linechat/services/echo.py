@@ -61,6 +61,7 @@ async def echo_handler(stream: LineStream) -> None:
         if line == QUIT:
             return
         stream.write_line(PREFIX + line)
+        del line  # not kept while idle: a line may be up to the limit long
 
 
 def _build(options: Mapping[str, Any], context: ServeContext) -> Any:
