@@ -173,3 +173,67 @@ def test_counted_values_over_loopback(loop: str) -> None:
                 await writer.wait_closed()
 
     run_on(loop, main)
+
+
+# -- input that arrives while an over-long line waits for the handler ----------------------
+
+
+async def slow_resyncing(stream: LineStream) -> None:
+    """Answers each line after a pause; an over-long line gets an error line and resync()."""
+    while True:
+        try:
+            line = await stream.readline()
+        except linechat.LineTooLong:
+            stream.write_line(b"ERROR line too long")
+            stream.resync()
+            continue
+        if line is None:
+            return
+        await asyncio.sleep(0.05)  # busy elsewhere: no read waits while input arrives
+        stream.write_line(b"OK " + line)
+
+
+def test_input_after_an_over_long_line_waits_sans_socket() -> None:
+    """More input while the handler is not reading and the framer stopped at an
+    over-long line: kept, in order, for after resync() (it was a ProtocolError)."""
+
+    async def main() -> None:
+        stream = LineStream(slow_resyncing, max_line_length=64)
+        transport = Transport()
+        stream.connection_made(transport)
+        await asyncio.sleep(0)
+        stream.data_received(b"a\r\n" + b"x" * 100)  # "a", then the start of a too-long line
+        await asyncio.sleep(0)  # the handler has "a" and sleeps
+        stream.data_received(b"x" * 100 + b"\r\nb\r\n")
+        stream.data_received(b"c\r\n")
+        for _ in range(100):
+            if b"".join(transport.sent).count(b"\r\n") >= 4:
+                break
+            await asyncio.sleep(0.02)
+        assert b"".join(transport.sent) == b"OK a\r\nERROR line too long\r\nOK b\r\nOK c\r\n"
+        stream.connection_lost(None)
+        await asyncio.sleep(0)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_input_after_an_over_long_line_waits_over_loopback(loop: str) -> None:
+    async def main() -> None:
+        server = await linechat.start_server(slow_resyncing, "127.0.0.1", 0, max_line_length=64)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"a\r\n" + b"x" * 100)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(b"x" * 100 + b"\r\nb\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            writer.write(b"c\r\n")
+            writer.write_eof()
+            got = await asyncio.wait_for(reader.read(), 20)
+            writer.close()
+        assert got == b"OK a\r\nERROR line too long\r\nOK b\r\nOK c\r\n"
+
+    run_on(loop, main)

@@ -157,6 +157,9 @@ class LineStream(LineProtocol):
             return
         self.bytes_in += len(data)  # the idle timer watches it
         framer = self.framer
+        if framer._failed:  # an over-long line waits for the handler: keep this for after
+            self._keep_input(data)
+            return
         want = self._want
         if want is None:  # no read waits: split lazily, when one asks
             framer.receive(data)
@@ -288,7 +291,29 @@ class LineStream(LineProtocol):
             if not self._writing_paused:
                 self._set_reading(True)
 
+    def _keep_input(self, data: bytes) -> None:
+        """Input that arrives while the framer is stopped at an over-long line.
+
+        The handler has not said yet what the line was (``resync()``, or raw
+        bytes for a counted read): the input after it waits, in order, with
+        reading paused (a few reads at most), and goes to the framer then.
+        """
+        held = self._held_input
+        self._held_input = data if held is None else held + data
+        self._set_reading(False)
+
+    def _release_input(self) -> None:
+        """The framer goes on: give it the input kept meanwhile, and read again."""
+        held = self._held_input
+        if held is not None:
+            self._held_input = None
+            self.framer.receive(held)
+            if not (self._reading_paused or self._writing_paused):
+                self._set_reading(True)
+
     def _set_reading(self, on: bool) -> None:
+        if on and self._held_input is not None:
+            return  # input waits for the framer: not more of it
         transport = self.transport
         if transport is not None and not transport.is_closing():
             if on:
@@ -405,6 +430,7 @@ class LineStream(LineProtocol):
         """After :class:`LineTooLong`: skip the rest of that line and read on."""
         self._ending &= ~_LINGER
         self.framer.resync()
+        self._release_input()
 
     def _input_unread(self) -> bool:
         """At a close: input the handler did not read (lines in hand, a backlog, an
@@ -519,6 +545,7 @@ class LineStream(LineProtocol):
                     self._raise_error()
                 framer.rewind(self._next)
                 self._error = None
+                self._release_input()
             elif self._next < len(self._lines):
                 framer.rewind(self._next)
             self._lines, self._next = (), 0
