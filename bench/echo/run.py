@@ -30,18 +30,15 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import shlex
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,7 +52,21 @@ PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.exe
 LINECHAT = str(VENV_BIN / "linechat")
 SERVERS_DIR = HERE / "servers"
 HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+sys.path.insert(0, str(HERE.parent))
+from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share)
+    BenchError,
+    Cell,
+    cpu_seconds,
+    fmt,
+    free_port,
+    log,
+    machine_busy_seconds,
+    raise_nofile,
+    tail,
+    vmrss_kib,
+    watchdog,
+)
 
 
 @dataclass(frozen=True)
@@ -202,83 +213,6 @@ SCENARIOS = [
     Scenario("idle-10k", "memory per idle connection", 10000, 1, 32, idle=True),
 ]
 QUICK_SCENARIOS = ["1x1", "100x16", "10x16-4k", "idle-10k"]
-
-
-class BenchError(Exception):
-    """One run failed; the message says why."""
-
-
-@dataclass
-class Cell:
-    """All runs of one (server, scenario)."""
-
-    results: list[dict[str, float]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def median(self, key: str) -> float | None:
-        values = [r[key] for r in self.results if key in r]
-        return statistics.median(values) if values else None
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def raise_nofile() -> None:
-    """The shell's ``ulimit -n``, raised to the hard limit; children inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds, from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds spent busy on the whole machine (all CPUs), from /proc/stat."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def vmrss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
-
-
-def tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])
-
-
-@contextlib.contextmanager
-def watchdog(proc: subprocess.Popen[str], seconds: float) -> Iterator[None]:
-    """Kill ``proc`` (by its PID) if it outlives ``seconds``."""
-    timer = threading.Timer(seconds, proc.kill)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
 
 
 class RunningServer:
@@ -517,14 +451,6 @@ def machine() -> str:
 
             versions.append(f"{dist} {version(dist)}")
     return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}; " + ", ".join(versions)
-
-
-def fmt(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if value == float("inf"):
-        return "inf"
-    return f"{value:,.{digits}f}"
 
 
 def report(
