@@ -7,6 +7,7 @@ real peer servers (memcached, redis-server) in ``peers.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +73,17 @@ def free_port(host: str = HOST) -> int:
         return port
 
 
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` distinct loopback ports nothing listens on now."""
+    with contextlib.ExitStack() as held:  # each held until all are picked: no repeats
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket())
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def wait_port(
     port: int,
     process: subprocess.Popen[Any] | None = None,
@@ -90,20 +103,101 @@ def wait_port(
     raise AssertionError(f"nothing listens on port {port}")
 
 
-def wait_listening(port: int, process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    """Wait for a TCP listener on ``port`` without connecting to it (from /proc/net/tcp).
+class PortTaken(AssertionError):
+    """The port a server was told to use was not its own: it exited, or someone else listens."""
 
-    For a server that takes one connection only (``openssl s_server -naccept 1``).
+
+def _listener_inodes(port: int) -> set[str]:
+    """The socket inodes of the TCP listeners (IPv4 and IPv6) on ``port``."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows)  # the header
+                for row in rows:
+                    fields = row.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        found.add(fields[9])
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds open."""
+    found: set[str] = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return found
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+def wait_own_listener(process: subprocess.Popen[Any], port: int, timeout: float = 15.0) -> None:
+    """Return once ``process`` itself listens on ``port`` (read from /proc, no connection made).
+
+    Raises :class:`PortTaken` if the process exits first or another process
+    listens there (the port was taken between ``free_port`` and the bind).
     """
     deadline = time.monotonic() + timeout
-    hexport = f":{port:04X} "
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "server exited"
-        with open("/proc/net/tcp") as table:
-            if any(hexport in row and row.split()[3] == "0A" for row in table):
+    while True:
+        if process.poll() is not None:
+            raise PortTaken(f"{process.args!r} exited {process.returncode} before listening")
+        listeners = _listener_inodes(port)
+        if listeners:
+            if listeners & _socket_inodes(process.pid):
                 return
+            # Someone else's listener: ours fails to bind (and exits), or never comes.
+            raise PortTaken(f"another process listens on port {port}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{process.args!r} did not listen on port {port}")
         time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def start_on_free_ports(
+    start: Callable[..., subprocess.Popen[Any]],
+    count: int = 1,
+    timeout: float = 15.0,
+    attempts: int = 3,
+) -> tuple[subprocess.Popen[Any], list[int]]:
+    """``start(*ports)`` on ``count`` ports free a moment ago, until the process listens on each.
+
+    For tools that take port numbers only (no ``--port 0``): a port
+    ``free_port`` picked may be taken by another process before the tool binds
+    it. Then the tool exits, or someone else answers there; it is stopped and
+    started again on other ports (``attempts`` in all). The process and its ports.
+    """
+    failures = []
+    for _ in range(attempts):
+        ports = free_ports(count)
+        process = start(*ports)
+        try:
+            for port in ports:
+                wait_own_listener(process, port, timeout)
+        except PortTaken as exc:
+            stop_process(process)
+            failures.append(str(exc))
+            continue
+        except BaseException:
+            stop_process(process)
+            raise
+        return process, ports
+    raise AssertionError("never started on free ports: " + "; ".join(failures))
+
+
+def start_on_free_port(
+    start: Callable[[int], subprocess.Popen[Any]], timeout: float = 15.0
+) -> tuple[subprocess.Popen[Any], int]:
+    """:func:`start_on_free_ports` for a tool on one port: the process and its port."""
+    process, (port,) = start_on_free_ports(start, 1, timeout)
+    return process, port
 
 
 def stop_process(

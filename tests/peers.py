@@ -17,18 +17,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .helpers import free_port, require_tool, stop_process, wait_port
+from .helpers import require_tool, start_on_free_port, stop_process, wait_port
 
 
 @contextmanager
 def real_memcached(*extra: str) -> Iterator[int]:
     """The real memcached on a loopback port (``-U 0``: no UDP), stopped after."""
     path = require_tool("memcached")
-    port = free_port()
-    argv = [path, "-U", "0", "-l", "127.0.0.1", "-p", str(port), *extra]
-    if os.geteuid() == 0:
-        argv += ["-u", "root"]  # memcached refuses to run as root without it
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        argv = [path, "-U", "0", "-l", "127.0.0.1", "-p", str(port), *extra]
+        if os.geteuid() == 0:
+            argv += ["-u", "root"]  # memcached refuses to run as root without it
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    process, port = start_on_free_port(start)
     try:
         wait_port(port, process)
         yield port
@@ -41,25 +44,30 @@ class RedisServer:
 
     def __init__(self, tmp: Path) -> None:
         self.binary = require_tool("redis-server")
-        self.port = free_port()
         self.tmp = tmp
         self.process: subprocess.Popen[bytes] | None = None
+        # A port free a moment ago; another one if someone took it before redis bound it.
+        self.process, self.port = start_on_free_port(self._spawn)
         self.start()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        """Start it and wait until it answers PING."""
-        self.process = subprocess.Popen(
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *(self.binary, "--port", str(port), "--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "no", "--dir", str(self.tmp)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def start(self) -> None:
+        """Start it (again, on its port) unless it runs; wait until it answers PING."""
+        if self.process is None or self.process.poll() is not None:
+            self.process = self._spawn(self.port)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -68,7 +76,8 @@ class RedisServer:
                     if sock.recv(64).startswith(b"+PONG"):
                         return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)  # not listening yet, or not ready (-LOADING)
         stop_process(self.process)
         raise AssertionError("redis-server did not start")
 

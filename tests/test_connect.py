@@ -26,7 +26,7 @@ import pexpect
 import pytest
 
 from .conftest import STARTED, Served, linechat_command, require_tool
-from .helpers import free_port, stop_process, wait_listening
+from .helpers import free_port, start_on_free_port, stop_process
 
 SEED_INPUT = b"Hello!\nThis is a line.\nThis is another.\n.\n"
 SEED_OUTPUT = b"You sent: Hello!\nYou sent: This is a line.\nYou sent: This is another.\n"
@@ -547,18 +547,20 @@ def s_server(certificate: tuple[Path, Path]) -> Iterator[Callable[..., int]]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(*extra: str) -> int:
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                *(openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-rev", "-naccept", "1"),
-                *("-cert", str(cert), "-key", str(key), *extra),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        def spawn(port: int) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [
+                    *(openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-rev", "-naccept", "1"),
+                    *("-cert", str(cert), "-key", str(key), *extra),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        # Waits without connecting: s_server takes one connection only.
+        process, port = start_on_free_port(spawn)
         processes.append(process)
-        wait_listening(port, process)
         return port
 
     yield start

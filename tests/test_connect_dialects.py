@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Served, require_tool
-from .helpers import free_port, stop_process, wait_port
+from .helpers import free_port, start_on_free_port, start_on_free_ports, stop_process
 from .test_connect import (
     PATH_FLAGS,
     Conn,
@@ -161,17 +161,19 @@ def smtpd(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*extra: str) -> tuple[int, Path]:
-        port = free_port()
         log = tmp_path / f"smtpd-{len(started)}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", *extra],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+
+        def spawn(port: int) -> subprocess.Popen[bytes]:
+            with log.open("wb") as out:
+                return subprocess.Popen(
+                    [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", *extra],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+
+        process, port = start_on_free_port(spawn)
         started.append(process)
-        wait_port(port, process)
         return port, log
 
     yield start
@@ -441,9 +443,11 @@ def dovecot(certificate: tuple[Path, Path]) -> Iterator[tuple[int, int]]:
     if root:
         os.chown(mail, user.pw_uid, user.pw_gid)
     (folder / "passwd").write_text("alice:{PLAIN}secret\n")
-    imap, pop3 = free_port(), free_port()
     config = folder / "dovecot.conf"
-    config.write_text(f"""
+    log = (folder / "dovecot.log").open("wb")
+
+    def start(imap: int, pop3: int) -> subprocess.Popen[bytes]:
+        config.write_text(f"""
 protocols = imap pop3
 base_dir = {folder}/run
 state_dir = {folder}/state
@@ -490,11 +494,15 @@ service anvil {{
   chroot =
 }}
 """)
-    log = (folder / "dovecot.log").open("wb")
-    process = subprocess.Popen([binary, "-F", "-c", str(config)], stdout=log, stderr=log)
+        return subprocess.Popen([binary, "-F", "-c", str(config)], stdout=log, stderr=log)
+
     try:
-        wait_port(imap, process)
-        wait_port(pop3, process)
+        process, (imap, pop3) = start_on_free_ports(start, 2)
+    except BaseException:
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    try:
         yield imap, pop3
     finally:
         stop_process(process)
@@ -567,11 +575,12 @@ def ngircd(tmp_path: Path) -> Iterator[int]:
     if binary is None:
         require_tool("ngircd")
     assert binary is not None
-    port = free_port()
     config = tmp_path / "ngircd.conf"
     motd = tmp_path / "motd"
     motd.write_text("welcome to the test\n")
-    config.write_text(f"""
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        config.write_text(f"""
 [Global]
 Name = irc.test
 Info = linechat test
@@ -586,11 +595,12 @@ DNS = no
 Ident = no
 PAM = no
 """)
-    process = subprocess.Popen(
-        [binary, "-n", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+        return subprocess.Popen(
+            [binary, "-n", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    process, port = start_on_free_port(start)
     try:
-        wait_port(port, process)
         yield port
     finally:
         stop_process(process)

@@ -16,7 +16,7 @@ import pytest
 from linechat.proxy_protocol import build_v1, build_v2, build_v2_local
 
 from .conftest import Served, read_all, require_tool
-from .helpers import free_port, stop_process, wait_port
+from .helpers import start_on_free_port, stop_process
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -131,22 +131,25 @@ def haproxy(serve: Callable[..., Served], tmp_path: Path) -> Iterator[tuple[int,
     """docs/haproxy.cfg as shipped, in front of two `linechat serve --proxy-protocol`."""
     binary = require_tool("haproxy")
     backends = [serve("--proxy-protocol"), serve("--proxy-protocol")]
-    front = free_port()
-    env = {
-        **os.environ,
-        "LINECHAT_BIND": f"127.0.0.1:{front}",
-        "LINECHAT_BACKEND_1": f"127.0.0.1:{backends[0].port}",
-        "LINECHAT_BACKEND_2": f"127.0.0.1:{backends[1].port}",
-    }
     log = (tmp_path / "haproxy.log").open("wb")
-    process = subprocess.Popen(
-        [binary, "-db", "-f", str(DOCS / "haproxy.cfg")], env=env, stdout=log, stderr=log
-    )
+
+    def start(front: int) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "LINECHAT_BIND": f"127.0.0.1:{front}",
+            "LINECHAT_BACKEND_1": f"127.0.0.1:{backends[0].port}",
+            "LINECHAT_BACKEND_2": f"127.0.0.1:{backends[1].port}",
+        }
+        return subprocess.Popen(
+            [binary, "-db", "-f", str(DOCS / "haproxy.cfg")], env=env, stdout=log, stderr=log
+        )
+
     try:
-        try:
-            wait_port(front, process, timeout=15)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}:\n{(tmp_path / 'haproxy.log').read_text()}") from None
+        process, front = start_on_free_port(start)
+    except AssertionError as exc:
+        log.close()
+        raise AssertionError(f"{exc}:\n{(tmp_path / 'haproxy.log').read_text()}") from None
+    try:
         yield front, backends
     finally:
         stop_process(process)

@@ -8,7 +8,6 @@ import contextvars
 import logging
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -764,29 +763,6 @@ def test_starttls_refuses_pipelined_plaintext(smtp_server: int) -> None:
 
 
 # -- real servers no one here wrote -------------------------------------------------
-
-
-@pytest.fixture
-def memcached_port() -> Iterator[int]:
-    memcached = require_tool("memcached")
-    port = free_port()
-    process = subprocess.Popen(
-        [memcached, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "nobody"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_counted_reads_against_memcached(memcached_port: int) -> None:
