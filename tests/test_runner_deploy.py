@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import STARTED, Served, linechat_command, read_all, require_tool
-from .helpers import free_port, serve_usage_error, stop_process, wait_log
+from .helpers import serve_usage_error, start_on_free_port, stop_process, wait_log
 from .test_runner import USER_MODULE
 
 pytestmark = pytest.mark.timeout(120)
@@ -102,15 +102,17 @@ def test_missing_config_file() -> None:
 def activated(*args: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     """`systemd-socket-activate -l 127.0.0.1:PORT linechat serve ARGS`, started."""
     tool = require_tool("systemd-socket-activate")
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [tool, "-l", f"127.0.0.1:{port}", *linechat_command("serve", *args)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return process, port
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                [tool, "-l", f"127.0.0.1:{port}", *linechat_command("serve", *args)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    return start_on_free_port(start)
 
 
 @pytest.mark.parametrize("workers", [None, "2"])
@@ -122,11 +124,13 @@ def test_systemd_socket_activation(app_dir: Path, tmp_path: Path, workers: str |
         wait_log(log, "Listening on", 20)
         import socket
 
-        # systemd-socket-activate starts linechat at the first connection.
+        # systemd-socket-activate starts linechat at the first connection: that
+        # one waits for linechat's start-up (and its workers') on a loaded machine.
         for i in range(10):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(b"act %d\r\nQUIT\r\n" % i)
-                assert read_all(sock) == b"READY 127.0.0.1\r\nACT %d\r\n" % i
+                reply = read_all(sock, timeout=30 if i == 0 else 10)
+                assert reply == b"READY 127.0.0.1\r\nACT %d\r\n" % i
         wait_log(log, f"listening on 127.0.0.1:{port}", 20)
         if workers:
             assert "(2 workers)" in wait_log(log, r"\(2 workers\)", 20)
