@@ -30,6 +30,7 @@ from linechat.services.echo import EchoProtocol, echo_handler
 from linechat.stream import LineStream
 
 from .conftest import Served, linechat_command, read_all
+from .helpers import wait_log, wait_started
 from .test_proxy_serve import haproxy  # noqa: F401 - the fixture, docs/haproxy.cfg as shipped
 
 pytestmark = pytest.mark.timeout(120)
@@ -302,9 +303,6 @@ def low_fd_limit() -> None:
 
 @pytest.fixture
 def low_fd_server(tmp_path: Path, loop: str) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     log = tmp_path / "lowfd.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -313,7 +311,7 @@ def low_fd_server(tmp_path: Path, loop: str) -> Iterator[tuple[subprocess.Popen[
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(port),
+                "0",
                 "--loop",
                 loop,
                 "--log-level",
@@ -324,10 +322,8 @@ def low_fd_server(tmp_path: Path, loop: str) -> Iterator[tuple[subprocess.Popen[
             preexec_fn=low_fd_limit,
         )
     try:
-        deadline = time.monotonic() + 15
-        while b"listening on" not in log.read_bytes():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        # At --log-level warning the start-up line still comes (it is the ready signal).
+        port = int(wait_started(process, log).group(2))
         yield process, log, port
     finally:
         process.terminate()
@@ -342,7 +338,8 @@ def test_out_of_descriptors_logs_once_and_recovers(
     try:
         for _ in range(150):  # far more than 64 descriptors
             hogs.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-        time.sleep(3)  # the server is out of descriptors all this while
+        wait_log(log, "accept failed", 15)  # the first report, however slow the server
+        time.sleep(3)  # the server is out of descriptors all this while: no second report
         text = log.read_text()
         assert text.count("accept failed") == 1, text[-2000:]
         assert "Traceback" not in text
