@@ -201,12 +201,14 @@ def test_server_idle_timeout_spares_a_talking_peer() -> None:
             stream.write_line(line)
 
     async def main() -> None:
-        server, port = await serving(handler, idle_timeout=0.3)
+        server, port = await serving(handler, idle_timeout=0.6)
         async with server:  # type: ignore[attr-defined]
             silent = await linechat.connect("127.0.0.1", port)
             talker = await linechat.connect("127.0.0.1", port)
             closing = asyncio.ensure_future(silent.readline())
-            for i in range(8):  # 0.8 s of a line every 0.1 s
+            # 1.2 s of a line every 0.1 s: the silent peer is closed 0.6 to 0.75 s in;
+            # the talker has 0.5 s of slack between lines for a process slowed by load.
+            for i in range(12):
                 talker.write_line(b"%d" % i)
                 assert await talker.readline() == b"%d" % i
                 await asyncio.sleep(0.1)

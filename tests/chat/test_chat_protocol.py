@@ -292,11 +292,12 @@ def test_server_pings_a_silent_client_then_drops_it(
     silent.send("JOIN #ping")
     watcher.send("JOIN #ping")
     silent.expect("JOIN #ping")
-    ping = silent.expect("^PING", timeout=5)
+    # Each comes 2 s after the last line; the deadlines are for a loaded machine.
+    ping = silent.expect("^PING", timeout=15)
     assert ping.startswith(b"PING :")
-    watcher.expect("^PING", timeout=5)
+    watcher.expect("^PING", timeout=15)
     watcher.send("PONG :x")  # any line counts as an answer
-    assert silent.expect("^ERROR", timeout=5) == (
+    assert silent.expect("^ERROR", timeout=15) == (
         b"ERROR :Closing Link: 127.0.0.1 (Ping timeout: 2 seconds)"
     )
     assert silent.line() is None
