@@ -241,7 +241,7 @@ def test_connect_sends_the_header_before_tls(
     served = serve("--proxy-protocol", "--tls-cert", str(cert), "--tls-key", str(key))
     result = connect_through(
         *("127.0.0.1", str(served.port), "--tls", "--cafile", str(cert), "--sni", "localhost"),
-        *("--send-proxy", "v1", "--proxy-source", "192.0.2.99:99", "--wait", "1"),
+        *("--send-proxy", "v1", "--proxy-source", "192.0.2.99:99", "--wait", "10"),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"You sent: hi\n"
