@@ -106,7 +106,12 @@ def test_the_irc_library_sees_433_and_can_pick_another_nick(shared_chat: Served)
 
 @pytest.fixture
 def weechat(tmp_path: Path) -> Iterator[Callable[[int, str], Path]]:
-    """Start weechat-headless with commands for a server on PORT; stopped after the test."""
+    """Start weechat-headless on a server on PORT; stopped after the test.
+
+    COMMANDS (separated by ``;``) run once it is registered (the server's
+    ``command`` option, run on 001), not after a fixed /wait that a slow
+    start-up on a loaded machine outlasts.
+    """
     binary = require_tool("weechat-headless")
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -119,8 +124,9 @@ def weechat(tmp_path: Path) -> Iterator[Callable[[int, str], Path]]:
                 "/set irc.server_default.autoreconnect off",
                 '/set irc.server_default.capabilities ""',
                 f"/server add t 127.0.0.1/{port} -notls -nicks=weebot -username=wee",
+                # An escaped ';' stays in the option's value (where it separates again).
+                '/set irc.server.t.command "' + commands.replace(";", "\\;") + '"',
                 "/connect t",
-                commands,
             ]
         )
         processes.append(
@@ -147,7 +153,7 @@ def test_weechat_registers_joins_sends_and_receives(
     peer.expect(" 366 ")
     home = weechat(
         shared_chat.port,
-        "/wait 1 /join -server t #wee;/wait 3 /msg -server t #wee hello from weechat ✓",
+        "/join -server t #wee;/msg -server t #wee hello from weechat ✓",
     )
     peer.expect(r"^:weebot!~?wee@127.0.0.1 JOIN #wee$", timeout=20)
     assert peer.expect("PRIVMSG", timeout=20) == (
