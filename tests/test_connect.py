@@ -744,6 +744,16 @@ def terminal(home: Path, *args: str, **env: str) -> Iterator[pexpect.spawn]:
         child.close(force=True)
 
 
+def prompt_ready(child: pexpect.spawn) -> None:
+    """Wait for the editor's first prompt: the terminal is raw from then on.
+
+    Keys sent before it meet the kernel's line discipline (cooked mode): its
+    echo looks like the editor's, and Ctrl-C there is a SIGINT, not a key.
+    """
+    child.expect("connected to")
+    child.expect("> ")
+
+
 def finish(child: pexpect.spawn) -> int:
     child.expect(pexpect.EOF)
     child.close()
@@ -778,7 +788,7 @@ def test_tty_server_line_arrives_while_typing(
 
     server = peer(script)
     with terminal(home, "127.0.0.1", str(server.port), "--no-history") as child:
-        child.expect("connected to")
+        prompt_ready(child)
         child.send("half typed")
         child.expect("half typed")
         typed.set()
@@ -795,7 +805,7 @@ def test_tty_server_line_arrives_while_typing(
 def test_tty_history_is_kept_across_runs(serve: Callable[..., Served], home: Path) -> None:
     served = serve()
     with terminal(home, served.host, str(served.port)) as child:
-        child.expect("connected to")
+        prompt_ready(child)
         child.sendline("remember me")
         child.expect("You sent: remember me")
         child.sendline(".")
@@ -803,7 +813,7 @@ def test_tty_history_is_kept_across_runs(serve: Callable[..., Served], home: Pat
     assert "remember me" in (home / "state" / "linechat" / "history").read_text()
 
     with terminal(home, served.host, str(served.port)) as child:
-        child.expect("connected to")
+        prompt_ready(child)
         child.send("\x1b[A")  # up arrow: the last line of the last run (".")
         child.send("\x1b[A")  # and the one before
         child.expect("remember me")
@@ -848,7 +858,7 @@ def test_tty_ctrl_d_closes_our_side_and_waits(
 def test_tty_ctrl_c_quits_at_once(serve: Callable[..., Served], home: Path) -> None:
     served = serve()
     with terminal(home, served.host, str(served.port)) as child:
-        child.expect("connected to")
+        prompt_ready(child)
         child.send("typing something")
         child.expect("typing something")
         started = time.monotonic()
