@@ -4,7 +4,9 @@ One copy of the scaffolding every driver needs, so that a fix (a port probe, a
 stuck process, a CPU sample) reaches them all: starting a server and waiting
 until its port accepts, stopping it by its PID, sampling a process's CPU time
 and memory from ``/proc``, running a C load generator that reports the edges
-of its measured window, and formatting medians.
+of its measured window, and formatting medians. For the drivers that time a
+protocol's ``data_received`` without sockets: a stand-in transport, a call
+run as a loop callback, and an instruction count under callgrind.
 
 A driver in ``bench/`` imports it as ``import benchlib``; one in a folder
 below (``bench/chat/run.py``) puts ``bench/`` on ``sys.path`` first.
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
+import re
 import resource
 import shlex
 import signal
@@ -387,6 +391,7 @@ class Named(Protocol):
 ServerT = TypeVar("ServerT", bound=Named)
 ScenarioT = TypeVar("ScenarioT", bound=Named)
 ProcessT = TypeVar("ProcessT", bound=ServerProcess)
+T = TypeVar("T")
 
 
 def fresh_server_run(
@@ -516,3 +521,72 @@ def run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
                 runner.run(main())
         else:
             asyncio.run(main())
+
+
+# -- a protocol driven without sockets --------------------------------------------
+
+
+class NullTransport:
+    """What a protocol calls on its transport; ``write`` drops the bytes in C.
+
+    ``sink``, when given, receives every write instead (to check the replies).
+    ``max_size`` is that of asyncio's selector transports.
+    """
+
+    def __init__(self, sink: Callable[[bytes], Any] | None = None) -> None:
+        self.write: Callable[[bytes], Any] = sink or collections.deque[bytes](maxlen=0).append
+        self.max_size = 256 * 1024
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def run_as_callback(loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> T:
+    """``fn()`` run by ``loop`` as a callback, outside any task, as it runs ``data_received``."""
+    future: asyncio.Future[T] = loop.create_future()
+
+    def call() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the caller
+            future.set_exception(exc)
+
+    loop.call_soon(call)
+    return loop.run_until_complete(future)
+
+
+COLLECTED = re.compile(rb"Collected : (\d+)")
+
+
+def callgrind_instructions(
+    argv: Sequence[str], out_file: str = "/dev/null", env: dict[str, str] | None = None
+) -> int:
+    """The instructions ``argv`` executes under ``valgrind --tool=callgrind``, all told."""
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", *argv],
+        capture_output=True,
+        check=True,
+        env=env,
+    )
+    match = COLLECTED.search(out.stderr)
+    if match is None:
+        raise SystemExit(f"no instruction count from callgrind: {out.stderr[-500:]!r}")
+    return int(match.group(1))
