@@ -511,6 +511,14 @@ async def serve_streams(
         await server.serve_forever()
 
 
+async def serve_protocol(factory: Callable[[], asyncio.Protocol], port: int) -> None:
+    """``loop.create_server(factory)`` on 127.0.0.1:PORT (backlog 4096), served forever."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(factory, HOST, port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
 def run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
     """Run ``main()`` on asyncio's loop or uvloop until it ends or Ctrl-C."""
     with contextlib.suppress(KeyboardInterrupt):
