@@ -399,11 +399,13 @@ def fresh_server_run(
     measure: Callable[[ProcessT], dict[str, float]],
     cell: Cell,
     label: str,
+    summary: Callable[[dict[str, float]], str] | None = None,
 ) -> str | None:
     """One run on a fresh server, stopped after it: its figures go to ``cell.results``.
 
     A failed measurement goes to ``cell.errors``; a server that does not start
     or accept returns the reason (the caller skips that server from then on).
+    ``summary(figures)``, if given, is logged after the label once a run succeeds.
     """
     try:
         srv = start()
@@ -423,6 +425,8 @@ def fresh_server_run(
     finally:
         srv.stop()
     cell.results.append(result)
+    if summary is not None:
+        log(f"{label}: {summary(result)}")
     return None
 
 

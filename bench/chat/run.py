@@ -387,26 +387,26 @@ def run_cell(
     server: Server, sc: Scenario, cell: Cell, opts: argparse.Namespace, workdir: Path, label: str
 ) -> str | None:
     """One run on a fresh server; a reason if the server will not start."""
-    before = len(cell.results)
-    reason = fresh_server_run(
+    return fresh_server_run(
         lambda: RunningServer(server, opts.server_cpu, workdir),
         lambda srv: run_idle(srv, sc, opts) if sc.idle else run_fanout(srv, sc, opts),
         cell,
         label,
+        idle_summary if sc.idle else fanout_summary,
     )
-    if reason is not None or len(cell.results) == before:
-        return reason
-    result = cell.results[-1]
-    if sc.idle:
-        log(f"{label}: {result['kib_per_client']:.2f} KiB/client")
-    else:
-        log(
-            f"{label}: {result['per_cpu_s'] / 1e6:.2f} M deliveries/CPU-s "
-            f"({result['deliveries_per_s'] / 1e6:.2f} M/s, server CPU "
-            f"{result['server_cpu_pct']:.0f}%), p50 {result['p50_us']:,.0f} µs, "
-            f"p99 {result['p99_us']:,.0f} µs"
-        )
-    return None
+
+
+def fanout_summary(result: dict[str, float]) -> str:
+    return (
+        f"{result['per_cpu_s'] / 1e6:.2f} M deliveries/CPU-s "
+        f"({result['deliveries_per_s'] / 1e6:.2f} M/s, server CPU "
+        f"{result['server_cpu_pct']:.0f}%), p50 {result['p50_us']:,.0f} µs, "
+        f"p99 {result['p99_us']:,.0f} µs"
+    )
+
+
+def idle_summary(result: dict[str, float]) -> str:
+    return f"{result['kib_per_client']:.2f} KiB/client"
 
 
 # -- the report ----------------------------------------------------------------

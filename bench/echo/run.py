@@ -454,24 +454,24 @@ def run_cell(
     server: Server, sc: Scenario, c: Cell, opts: argparse.Namespace, logdir: Path, label: str
 ) -> str | None:
     """One run of one cell, on a fresh server; a reason if the server won't start."""
-    before = len(c.results)
-    reason = fresh_server_run(
+    return fresh_server_run(
         lambda: RunningServer(server, opts.server_cpu, logdir),
         lambda srv: run_idle(srv, sc, opts) if sc.idle else run_load(srv, sc, opts),
         c,
         label,
+        idle_summary if sc.idle else load_summary,
     )
-    if reason is not None or len(c.results) == before:
-        return reason
-    result = c.results[-1]
-    if sc.idle:
-        log(f"{label}: {result['kib_per_conn']:.2f} KiB/conn")
-    else:
-        log(
-            f"{label}: {result['rt_per_s']:,.0f} RT/s, p50 {result['p50_us']:,.0f} µs, "
-            f"p99 {result['p99_us']:,.0f} µs, {result['cpu_us_per_rt']:.2f} server CPU µs/RT"
-        )
-    return None
+
+
+def load_summary(result: dict[str, float]) -> str:
+    return (
+        f"{result['rt_per_s']:,.0f} RT/s, p50 {result['p50_us']:,.0f} µs, "
+        f"p99 {result['p99_us']:,.0f} µs, {result['cpu_us_per_rt']:.2f} server CPU µs/RT"
+    )
+
+
+def idle_summary(result: dict[str, float]) -> str:
+    return f"{result['kib_per_conn']:.2f} KiB/conn"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
