@@ -349,6 +349,28 @@ def run_idle_hold(
     return code, after, establish, stderr
 
 
+def idle_growth(
+    argv: list[str], server: ServerProcess, bound: float, clients: int, per_client: str
+) -> dict[str, float]:
+    """The server's VmRSS before and while ``argv`` (``--idle`` mode) holds ``clients`` idle.
+
+    The figures of an idle run: ``rss_before_kib``, ``rss_after_kib``, the
+    growth per client under the key ``per_client``, and ``establish_s``; a
+    BenchError if the generator fails or never gets its clients connected.
+    """
+    time.sleep(0.3)
+    before = vmrss_kib(server.pid)
+    code, after, establish, stderr = run_idle_hold(argv, server, bound)
+    if code != 0 or after is None:
+        raise BenchError(f"loadgen --idle exit status {code}: {stderr[-1500:]}")
+    return {
+        "rss_before_kib": float(before),
+        "rss_after_kib": float(after),
+        per_client: (after - before) / clients,
+        "establish_s": establish,
+    }
+
+
 @dataclass
 class Cell:
     """All runs of one (server, scenario)."""

@@ -62,13 +62,12 @@ from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share
     cpu_seconds,
     free_port,
     fresh_server_run,
+    idle_growth,
     log,
     publish,
     raise_nofile,
-    run_idle_hold,
     run_measured,
     sigterm_unwinds,
-    vmrss_kib,
 )
 from benchlib import cell_value as value  # noqa: E402
 
@@ -357,8 +356,6 @@ def run_fanout(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> di
 
 def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict[str, float]:
     n = opts.idle_clients
-    time.sleep(0.3)
-    before = vmrss_kib(srv.pid)
     argv = loadgen_argv(
         opts,
         "--idle",
@@ -372,15 +369,7 @@ def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
         "120",
         *srv.server.loadgen_args,
     )
-    code, after, establish, stderr = run_idle_hold(argv, srv, 120 + 120 + 30)
-    if code != 0 or after is None:
-        raise BenchError(f"loadgen --idle exit status {code}: {stderr[-1500:]}")
-    return {
-        "rss_before_kib": float(before),
-        "rss_after_kib": float(after),
-        "kib_per_client": (after - before) / n,
-        "establish_s": establish,
-    }
+    return idle_growth(argv, srv, 120 + 120 + 30, n, "kib_per_client")
 
 
 def run_cell(

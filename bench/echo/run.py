@@ -59,13 +59,12 @@ from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share
     fmt,
     free_port,
     fresh_server_run,
+    idle_growth,
     log,
     publish,
     raise_nofile,
-    run_idle_hold,
     run_measured,
     sigterm_unwinds,
-    vmrss_kib,
 )
 from benchlib import cell_value as _value  # noqa: E402
 
@@ -282,8 +281,6 @@ def run_load(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
 
 def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict[str, float]:
     n = opts.idle_conns
-    time.sleep(0.3)
-    before = vmrss_kib(srv.pid)
     argv = loadgen_argv(
         opts.loadgen_cpu,
         "--idle",
@@ -298,15 +295,7 @@ def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
         "--connect-timeout",
         "60",
     )
-    code, after, establish, stderr = run_idle_hold(argv, srv, 60 + 120 + 30)
-    if code != 0 or after is None:
-        raise BenchError(f"loadgen --idle exit status {code}: {stderr[-1500:]}")
-    return {
-        "rss_before_kib": float(before),
-        "rss_after_kib": float(after),
-        "kib_per_conn": (after - before) / n,
-        "establish_s": establish,
-    }
+    return idle_growth(argv, srv, 60 + 120 + 30, n, "kib_per_conn")
 
 
 def build_compiled() -> str:
