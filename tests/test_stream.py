@@ -317,14 +317,18 @@ def test_handler_can_use_asyncio_timeout_taskgroup_and_sleep() -> None:
     run(main)
 
 
-def test_handlers_keep_their_own_context_variables() -> None:
+@pytest.mark.parametrize("resumed_from", ["loop", "data_received"])
+def test_handlers_keep_their_own_context_variables(resumed_from: str) -> None:
+    """Each handler's context holds, stepped from the loop or handed each line by data_received."""
     name: contextvars.ContextVar[bytes] = contextvars.ContextVar("name")
 
     async def handler(stream: LineStream) -> None:
         async for line in stream:
             if line.startswith(b"I am "):
                 name.set(line[5:])
-            await asyncio.sleep(0.01)  # steps from the loop, not from data_received
+            if resumed_from == "loop":
+                await asyncio.sleep(0.01)  # steps from the loop, not from data_received
+            # else no other await: every step is a hand-over
             stream.write_line(name.get(b"nobody"))
 
     async def main() -> None:
@@ -332,14 +336,15 @@ def test_handlers_keep_their_own_context_variables() -> None:
         async with server:  # type: ignore[attr-defined]
             a = await linechat.connect("127.0.0.1", port)
             b = await linechat.connect("127.0.0.1", port)
-            a.write_line(b"I am a")
-            assert await a.readline() == b"a"
-            b.write_line(b"who?")
-            assert await b.readline() == b"nobody"
-            b.write_line(b"I am b")
-            assert await b.readline() == b"b"
-            a.write_line(b"who?")
-            assert await a.readline() == b"a"
+            for stream, line, answer in [
+                (a, b"I am a", b"a"),
+                (b, b"who?", b"nobody"),
+                (b, b"I am b", b"b"),
+                (a, b"who?", b"a"),
+                (b, b"who?", b"b"),
+            ]:
+                stream.write_line(line)
+                assert await stream.readline() == answer
             await a.aclose()
             await b.aclose()
 
@@ -407,35 +412,6 @@ def test_lines_in_pieces_and_in_batches_reach_the_handler_in_order() -> None:
             )
             for expected in (b"one", b"two", b"three", b"4", b"5", b"6"):
                 assert await stream.readline() == b"got " + expected
-
-    run(main)
-
-
-def test_handlers_context_variables_hold_when_resumed_from_data_received() -> None:
-    name: contextvars.ContextVar[bytes] = contextvars.ContextVar("name")
-
-    async def handler(stream: LineStream) -> None:
-        async for line in stream:  # no other await: every step is a hand-over
-            if line.startswith(b"I am "):
-                name.set(line[5:])
-            stream.write_line(name.get(b"nobody"))
-
-    async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            a = await linechat.connect("127.0.0.1", port)
-            b = await linechat.connect("127.0.0.1", port)
-            for stream, line, answer in [
-                (a, b"I am a", b"a"),
-                (b, b"who?", b"nobody"),
-                (b, b"I am b", b"b"),
-                (a, b"who?", b"a"),
-                (b, b"who?", b"b"),
-            ]:
-                stream.write_line(line)
-                assert await stream.readline() == answer
-            await a.aclose()
-            await b.aclose()
 
     run(main)
 
