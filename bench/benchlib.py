@@ -4,7 +4,9 @@ One copy of the scaffolding every driver needs, so that a fix (a port probe, a
 stuck process, a CPU sample) reaches them all: starting a server and waiting
 until its port accepts, stopping it by its PID, sampling a process's CPU time
 and memory from ``/proc``, running a C load generator that reports the edges
-of its measured window, and formatting medians.
+of its measured window, and formatting medians. For the drivers that time a
+protocol's ``data_received`` without sockets: a stand-in transport, a call
+run as a loop callback, and an instruction count under callgrind.
 
 A driver in ``bench/`` imports it as ``import benchlib``; one in a folder
 below (``bench/chat/run.py``) puts ``bench/`` on ``sys.path`` first.
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
+import re
 import resource
 import shlex
 import signal
@@ -345,6 +349,28 @@ def run_idle_hold(
     return code, after, establish, stderr
 
 
+def idle_growth(
+    argv: list[str], server: ServerProcess, bound: float, clients: int, per_client: str
+) -> dict[str, float]:
+    """The server's VmRSS before and while ``argv`` (``--idle`` mode) holds ``clients`` idle.
+
+    The figures of an idle run: ``rss_before_kib``, ``rss_after_kib``, the
+    growth per client under the key ``per_client``, and ``establish_s``; a
+    BenchError if the generator fails or never gets its clients connected.
+    """
+    time.sleep(0.3)
+    before = vmrss_kib(server.pid)
+    code, after, establish, stderr = run_idle_hold(argv, server, bound)
+    if code != 0 or after is None:
+        raise BenchError(f"loadgen --idle exit status {code}: {stderr[-1500:]}")
+    return {
+        "rss_before_kib": float(before),
+        "rss_after_kib": float(after),
+        per_client: (after - before) / clients,
+        "establish_s": establish,
+    }
+
+
 @dataclass
 class Cell:
     """All runs of one (server, scenario)."""
@@ -387,6 +413,7 @@ class Named(Protocol):
 ServerT = TypeVar("ServerT", bound=Named)
 ScenarioT = TypeVar("ScenarioT", bound=Named)
 ProcessT = TypeVar("ProcessT", bound=ServerProcess)
+T = TypeVar("T")
 
 
 def fresh_server_run(
@@ -394,11 +421,13 @@ def fresh_server_run(
     measure: Callable[[ProcessT], dict[str, float]],
     cell: Cell,
     label: str,
+    summary: Callable[[dict[str, float]], str] | None = None,
 ) -> str | None:
     """One run on a fresh server, stopped after it: its figures go to ``cell.results``.
 
     A failed measurement goes to ``cell.errors``; a server that does not start
     or accept returns the reason (the caller skips that server from then on).
+    ``summary(figures)``, if given, is logged after the label once a run succeeds.
     """
     try:
         srv = start()
@@ -418,6 +447,8 @@ def fresh_server_run(
     finally:
         srv.stop()
     cell.results.append(result)
+    if summary is not None:
+        log(f"{label}: {summary(result)}")
     return None
 
 
@@ -506,6 +537,14 @@ async def serve_streams(
         await server.serve_forever()
 
 
+async def serve_protocol(factory: Callable[[], asyncio.Protocol], port: int) -> None:
+    """``loop.create_server(factory)`` on 127.0.0.1:PORT (backlog 4096), served forever."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(factory, HOST, port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
 def run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
     """Run ``main()`` on asyncio's loop or uvloop until it ends or Ctrl-C."""
     with contextlib.suppress(KeyboardInterrupt):
@@ -516,3 +555,72 @@ def run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
                 runner.run(main())
         else:
             asyncio.run(main())
+
+
+# -- a protocol driven without sockets --------------------------------------------
+
+
+class NullTransport:
+    """What a protocol calls on its transport; ``write`` drops the bytes in C.
+
+    ``sink``, when given, receives every write instead (to check the replies).
+    ``max_size`` is that of asyncio's selector transports.
+    """
+
+    def __init__(self, sink: Callable[[bytes], Any] | None = None) -> None:
+        self.write: Callable[[bytes], Any] = sink or collections.deque[bytes](maxlen=0).append
+        self.max_size = 256 * 1024
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def run_as_callback(loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> T:
+    """``fn()`` run by ``loop`` as a callback, outside any task, as it runs ``data_received``."""
+    future: asyncio.Future[T] = loop.create_future()
+
+    def call() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the caller
+            future.set_exception(exc)
+
+    loop.call_soon(call)
+    return loop.run_until_complete(future)
+
+
+COLLECTED = re.compile(rb"Collected : (\d+)")
+
+
+def callgrind_instructions(
+    argv: Sequence[str], out_file: str = "/dev/null", env: dict[str, str] | None = None
+) -> int:
+    """The instructions ``argv`` executes under ``valgrind --tool=callgrind``, all told."""
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", *argv],
+        capture_output=True,
+        check=True,
+        env=env,
+    )
+    match = COLLECTED.search(out.stderr)
+    if match is None:
+        raise SystemExit(f"no instruction count from callgrind: {out.stderr[-500:]!r}")
+    return int(match.group(1))

@@ -56,6 +56,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE / "echo" / "servers"))
 
+from benchlib import NullTransport, callgrind_instructions, run_as_callback  # noqa: E402
+
 from linechat.services.echo import FRAMING, EchoProtocol, echo_handler  # noqa: E402
 from linechat.stream import LineStream  # noqa: E402
 
@@ -75,32 +77,6 @@ IMPLS = ("bare", "protocol", "stream", "coro", "coro-notask")
 SHAPES = {"x1": 1, "x16": 16}
 T = TypeVar("T")
 LINE = b"x" * 30  # 32 bytes with CRLF, as the echo benchmark sends
-
-
-class NullTransport:
-    """What a protocol calls on its transport; ``write`` drops the bytes in C."""
-
-    def __init__(self) -> None:
-        self.write: Callable[[bytes], None] = collections.deque[bytes](maxlen=0).append
-        self.max_size = 256 * 1024
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def make(impl: str) -> Any:
@@ -138,17 +114,7 @@ def in_loop(fn: Callable[[], T]) -> T:
     (A stream's handler is resumed inside data_received only when no other
     task is running.) A few loop turns first let stream handlers start.
     """
-    loop = asyncio.get_event_loop_policy().get_event_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def call() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # handed to the caller
-            future.set_exception(exc)
-
-    loop.call_soon(call)
-    return loop.run_until_complete(future)
+    return run_as_callback(asyncio.get_event_loop_policy().get_event_loop(), fn)
 
 
 def settle() -> None:
@@ -223,13 +189,10 @@ def bytecodes(impl: str, shape: str, chunks: int = 200) -> list[tuple[str, float
             sys.settrace(None)
 
     in_loop(traced)
-    for key in [k for k in calls if k.startswith("hotpath.")]:
+    for key in [k for k in calls if k.startswith(("hotpath.", "benchlib."))]:
         del calls[key], ops[key]
     keys = sorted(set(ops) | set(calls), key=lambda k: -ops[k])
     return [(k, ops[k] / chunks, calls[k] / chunks) for k in keys]
-
-
-COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
 def callgrind(
@@ -247,26 +210,8 @@ def callgrind(
     with tempfile.TemporaryDirectory() as tmp:
         for n in (low, high):
             out_file = f"{tmp}/callgrind.{n}" if functions else "/dev/null"
-            out = subprocess.run(
-                [
-                    "valgrind",
-                    "--tool=callgrind",
-                    f"--callgrind-out-file={out_file}",
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    impl,
-                    shape,
-                    str(n),
-                ],
-                capture_output=True,
-                check=True,
-                env=env,
-            )
-            match = COLLECTED.search(out.stderr)
-            if match is None:
-                raise SystemExit(f"no instruction count from callgrind: {out.stderr[-500:]!r}")
-            totals.append(int(match.group(1)))
+            argv = [sys.executable, __file__, "--child", impl, shape, str(n)]
+            totals.append(callgrind_instructions(argv, out_file, env))
             if functions:
                 by_function.append(self_costs(out_file))
     per_chunk = (totals[1] - totals[0]) / (high - low)

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import cProfile
 import pstats
-import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +35,8 @@ from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from benchlib import NullTransport, callgrind_instructions, run_as_callback  # noqa: E402
 
 from examples.memcache import MemcacheProtocol  # noqa: E402
 from linechat.service import defaults_of  # noqa: E402
@@ -48,34 +47,6 @@ VALUE = b"%032d" % 7
 SET = b"set %s 0 0 32\r\n%s\r\n" % (KEY, VALUE)
 GET = b"get %s\r\n" % KEY
 REPLIES = b"STORED\r\n" + b"VALUE %s 0 32\r\n%s\r\nEND\r\n" % (KEY, VALUE)
-
-
-class NullTransport:
-    """What a protocol calls on its transport; ``write`` drops the bytes in C."""
-
-    def __init__(self, sink: Callable[[bytes], Any] | None = None) -> None:
-        self.write = sink or collections.deque[bytes](maxlen=0).append
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def make(sink: Callable[[bytes], Any] | None = None) -> MemcacheProtocol:
@@ -111,17 +82,8 @@ def driver() -> Callable[[int], None]:
 def in_loop(fn: Callable[[], T]) -> T:
     """Run ``fn`` as a loop callback, as a loop runs ``data_received``."""
     loop = asyncio.new_event_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def call() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # handed to the caller
-            future.set_exception(exc)
-
-    loop.call_soon(call)
     try:
-        return loop.run_until_complete(future)
+        return run_as_callback(loop, fn)
     finally:
         loop.close()
 
@@ -130,30 +92,11 @@ def child(pairs: int) -> None:
     in_loop(lambda: driver()(pairs))
 
 
-COLLECTED = re.compile(rb"Collected : (\d+)")
-
-
 def callgrind(low: int, high: int) -> float:
-    totals = []
-    for n in (low, high):
-        out = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                __file__,
-                "--child",
-                str(n),
-            ],
-            capture_output=True,
-            check=True,
-        )
-        match = COLLECTED.search(out.stderr)
-        if match is None:
-            raise SystemExit(f"no instruction count from callgrind: {out.stderr[-500:]!r}")
-        totals.append(int(match.group(1)))
-    return (totals[1] - totals[0]) / (high - low)
+    low_total, high_total = (
+        callgrind_instructions([sys.executable, __file__, "--child", str(n)]) for n in (low, high)
+    )
+    return (high_total - low_total) / (high - low)
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ real peer servers (memcached, redis-server) in ``peers.py``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -289,3 +290,38 @@ def openssl_s_client(openssl: str, cafile: Path, port: int, timeout: float = 15.
         ],
         timeout=timeout,
     )
+
+
+class HandTransport(asyncio.Transport):
+    """Just enough of a transport to drive a protocol or a stream by hand; keeps what is sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass

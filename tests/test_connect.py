@@ -60,6 +60,18 @@ def run_connect(
     return subprocess.run(command, input=input, capture_output=True, timeout=timeout)
 
 
+def start_connect(
+    host: str, port: int, stdin: IO[bytes] | int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """`linechat connect HOST PORT` started, its stdout and stderr pipes (stop it by PID)."""
+    return subprocess.Popen(
+        linechat_command("connect", *PATH_FLAGS, host, str(port)),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 # -- scripted one-connection servers -------------------------------------------
 
 
@@ -353,12 +365,7 @@ def test_stdout_closed_early(serve: Callable[..., Served], tmp_path: Path) -> No
     source = tmp_path / "in.txt"
     source.write_bytes(b"".join(b"line %d\n" % i for i in range(300_000)))
     with source.open("rb") as stdin:
-        process = subprocess.Popen(
-            linechat_command("connect", *PATH_FLAGS, served.host, str(served.port)),
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        process = start_connect(served.host, served.port, stdin)
     try:
         assert process.stdout is not None and process.stderr is not None
         assert process.stdout.readline() == b"You sent: line 0\n"
@@ -381,12 +388,7 @@ def test_greeting_shown_while_stdin_is_silent(
         conn.send(b"221 bye\r\n")
 
     server = peer(script)
-    process = subprocess.Popen(
-        linechat_command("connect", *PATH_FLAGS, "127.0.0.1", str(server.port)),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = start_connect("127.0.0.1", server.port)
     try:
         assert process.stdin is not None and process.stdout is not None
         assert process.stdout.readline() == b"220 hello\n"  # before any input
@@ -426,12 +428,7 @@ def test_server_reset_mid_exchange(peer: Callable[[Callable[[Conn], None]], Peer
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     server = peer(script)
-    process = subprocess.Popen(
-        linechat_command("connect", *PATH_FLAGS, "127.0.0.1", str(server.port)),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = start_connect("127.0.0.1", server.port)
     try:
         assert process.stdin is not None
         process.stdin.write(b"hello\n")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import pytest
 from hypothesis import given
@@ -30,26 +30,9 @@ def one_shot(data: bytes, *, last_cr_ends_line: bool = False) -> bytes:
     return out + b"\n" if out and not out.endswith(b"\n") else out
 
 
-@given(streams, st.lists(st.integers(min_value=0, max_value=80), max_size=6))
-def test_received_ends_match_one_shot(parts: list[bytes], cuts: list[int]) -> None:
-    data = b"".join(parts)
-    ends = ReceivedEnds()
-    out = b"".join(ends.convert(chunk) for chunk in chunked(data, cuts)) + ends.finish()
-    assert out == one_shot(data)
-
-
-@given(streams, st.lists(st.integers(min_value=0, max_value=80), max_size=6))
-def test_input_ends_become_crlf(parts: list[bytes], cuts: list[int]) -> None:
-    data = b"".join(parts)
-    ends = LineEnds(b"\r\n")
-    out = b"".join(ends.convert(chunk) for chunk in chunked(data, cuts)) + ends.finish()
-    assert out == one_shot(data, last_cr_ends_line=True).replace(b"\n", b"\r\n")
-
-
-def test_lone_cr_is_kept_and_crlf_is_not_doubled() -> None:
-    ends = ReceivedEnds()
-    assert ends.convert(b"You sent: a\r\nb\rc\r\n") == b"You sent: a\nb\rc\n"
-    assert ends.convert(b"only\r\ncrlf\r\n") == b"only\ncrlf\n"
+def convert_all(ends: LineEnds | ReceivedEnds, pieces: Iterable[bytes]) -> bytes:
+    """Every piece through ``ends``, in order, and what it holds at the end."""
+    return b"".join(ends.convert(piece) for piece in pieces) + ends.finish()
 
 
 @contextmanager
@@ -63,22 +46,38 @@ def bulk_check() -> Iterator[None]:
         newlines.SMALL = small
 
 
+#: Chunks checked as their size has them checked, then all as big ones are.
+SIZE_CHECKS = pytest.mark.parametrize(
+    "checked", [nullcontext, bulk_check], ids=["by-size", "bulk-check"]
+)
+
+
+@SIZE_CHECKS
 @given(streams, st.lists(st.integers(min_value=0, max_value=80), max_size=6))
-def test_bulk_check_received_ends_match_one_shot(parts: list[bytes], cuts: list[int]) -> None:
+def test_received_ends_match_one_shot(
+    checked: Callable[[], AbstractContextManager[None]], parts: list[bytes], cuts: list[int]
+) -> None:
     data = b"".join(parts)
-    with bulk_check():
-        ends = ReceivedEnds()
-        out = b"".join(ends.convert(chunk) for chunk in chunked(data, cuts)) + ends.finish()
+    with checked():
+        out = convert_all(ReceivedEnds(), chunked(data, cuts))
     assert out == one_shot(data)
 
 
+@SIZE_CHECKS
 @given(streams, st.lists(st.integers(min_value=0, max_value=80), max_size=6))
-def test_bulk_check_input_ends_become_crlf(parts: list[bytes], cuts: list[int]) -> None:
+def test_input_ends_become_crlf(
+    checked: Callable[[], AbstractContextManager[None]], parts: list[bytes], cuts: list[int]
+) -> None:
     data = b"".join(parts)
-    with bulk_check():
-        ends = LineEnds(b"\r\n")
-        out = b"".join(ends.convert(chunk) for chunk in chunked(data, cuts)) + ends.finish()
+    with checked():
+        out = convert_all(LineEnds(b"\r\n"), chunked(data, cuts))
     assert out == one_shot(data, last_cr_ends_line=True).replace(b"\n", b"\r\n")
+
+
+def test_lone_cr_is_kept_and_crlf_is_not_doubled() -> None:
+    ends = ReceivedEnds()
+    assert ends.convert(b"You sent: a\r\nb\rc\r\n") == b"You sent: a\nb\rc\n"
+    assert ends.convert(b"only\r\ncrlf\r\n") == b"only\ncrlf\n"
 
 
 def big_stream(ends: list[bytes], lines: int = 20_000, seed: int = 7) -> bytes:
@@ -102,11 +101,9 @@ def test_big_chunks_both_ways(ends: list[bytes], size: int) -> None:
         end = start + size - cut(7)  # a size near ``size``: ends fall on CR, LF, anything
         pieces.append(data[start:end])
         start = end
-    received, sent = ReceivedEnds(), LineEnds(b"\r\n")
-    out = b"".join(received.convert(piece) for piece in pieces) + received.finish()
-    assert out == one_shot(data)
-    out = b"".join(sent.convert(piece) for piece in pieces) + sent.finish()
-    assert out == one_shot(data, last_cr_ends_line=True).replace(b"\n", b"\r\n")
+    assert convert_all(ReceivedEnds(), pieces) == one_shot(data)
+    crlf = one_shot(data, last_cr_ends_line=True).replace(b"\n", b"\r\n")
+    assert convert_all(LineEnds(b"\r\n"), pieces) == crlf
 
 
 def test_a_big_chunk_ending_in_two_crs_keeps_the_first() -> None:

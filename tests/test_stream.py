@@ -9,7 +9,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import linechat
 from linechat import ConnectionClosed, IdleTimeout, LineStream, LineTooLong, ProtocolError
 
 from .conftest import read_all, require_tool
+from .helpers import HandTransport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,6 +32,26 @@ def run(coro_fn: Callable[[], object]) -> None:
 async def serving(handler: Callable[[LineStream], object], **options: object) -> tuple[object, int]:
     server = await linechat.start_server(handler, "127.0.0.1", 0, **options)  # type: ignore[arg-type]
     return server, server.sockets[0].getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    handler: Callable[[LineStream], object], **options: object
+) -> AsyncIterator[LineStream]:
+    """A client stream to a fresh server running ``handler``; closed, then the server, after."""
+    server, port = await serving(handler, **options)
+    async with server:  # type: ignore[attr-defined]
+        stream = await linechat.connect("127.0.0.1", port)
+        yield stream
+        await stream.aclose()
+
+
+async def send_in_pieces(stream: LineStream, pieces: Iterable[bytes]) -> None:
+    """Each piece written and drained, then a pause: its own chunk (most likely)."""
+    for piece in pieces:
+        stream.write_raw(piece)
+        await stream.drain()
+        await asyncio.sleep(0.02)
 
 
 def free_port() -> int:
@@ -47,15 +68,12 @@ def test_readline_strips_delimiter_and_returns_none_at_end() -> None:
         stream.write_lines([b"one", b"two"])
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             assert await stream.readline() == b"one"
             assert await stream.readline() == b"two"
             assert await stream.readline() is None
             assert await stream.readline() is None
             assert not stream.unterminated
-            await stream.aclose()
 
     run(main)
 
@@ -65,12 +83,9 @@ def test_unterminated_last_line_surfaces() -> None:
         stream.write_raw(b"done\r\nno end")
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             assert [line async for line in stream] == [b"done", b"no end"]
             assert stream.unterminated
-            await stream.aclose()
 
     run(main)
 
@@ -90,13 +105,10 @@ def test_readexactly_mixes_with_lines_in_one_chunk() -> None:
                 stream.write_line(b"END")
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             stream.write_raw(b"set k 0 0 9\r\nhel\r\nlo\r\n\r\nget k\r\n")
             assert await stream.readline() == b"STORED"
             assert await stream.readline() == b"END"
-            await stream.aclose()
         assert got == [b"hel\r\nlo\r\n\r\n", b"get k"]
 
     run(main)
@@ -107,12 +119,9 @@ def test_readexactly_at_end_of_stream_raises() -> None:
         stream.write_raw(b"abc")
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             with pytest.raises(ConnectionClosed, match="3 bytes into a 5-byte read"):
                 await stream.readexactly(5)
-            await stream.aclose()
 
     run(main)
 
@@ -144,9 +153,7 @@ def test_cancelled_readline_leaves_the_stream_usable() -> None:
         await stream.readline()
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             pending = asyncio.ensure_future(stream.readline())
             await asyncio.sleep(0.1)
             pending.cancel()
@@ -157,7 +164,6 @@ def test_cancelled_readline_leaves_the_stream_usable() -> None:
                     await stream.readline()
             release.set()
             assert await stream.readline() == b"late"
-            await stream.aclose()
 
     run(main)
 
@@ -184,11 +190,8 @@ def test_server_idle_timeout_closes_the_silent_peer() -> None:
         await stream.readline()
 
     async def main() -> None:
-        server, port = await serving(handler, idle_timeout=0.3)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler, idle_timeout=0.3) as stream:
             assert await stream.readline() is None
-            await stream.aclose()
 
     run(main)
 
@@ -304,28 +307,29 @@ def test_handler_can_use_asyncio_timeout_taskgroup_and_sleep() -> None:
             stream.write_line(b"next: " + (await stream.readline() or b"?"))
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             assert await stream.readline() == b"timed out"
             stream.write_line(b"one")
             assert await stream.readline() == b"got one child"
             stream.write_line(b"two")
             assert await stream.readline() == b"next: two"
             assert await stream.readline() is None  # the handler returned: closed
-            await stream.aclose()
 
     run(main)
 
 
-def test_handlers_keep_their_own_context_variables() -> None:
+@pytest.mark.parametrize("resumed_from", ["loop", "data_received"])
+def test_handlers_keep_their_own_context_variables(resumed_from: str) -> None:
+    """Each handler's context holds, stepped from the loop or handed each line by data_received."""
     name: contextvars.ContextVar[bytes] = contextvars.ContextVar("name")
 
     async def handler(stream: LineStream) -> None:
         async for line in stream:
             if line.startswith(b"I am "):
                 name.set(line[5:])
-            await asyncio.sleep(0.01)  # steps from the loop, not from data_received
+            if resumed_from == "loop":
+                await asyncio.sleep(0.01)  # steps from the loop, not from data_received
+            # else no other await: every step is a hand-over
             stream.write_line(name.get(b"nobody"))
 
     async def main() -> None:
@@ -333,14 +337,15 @@ def test_handlers_keep_their_own_context_variables() -> None:
         async with server:  # type: ignore[attr-defined]
             a = await linechat.connect("127.0.0.1", port)
             b = await linechat.connect("127.0.0.1", port)
-            a.write_line(b"I am a")
-            assert await a.readline() == b"a"
-            b.write_line(b"who?")
-            assert await b.readline() == b"nobody"
-            b.write_line(b"I am b")
-            assert await b.readline() == b"b"
-            a.write_line(b"who?")
-            assert await a.readline() == b"a"
+            for stream, line, answer in [
+                (a, b"I am a", b"a"),
+                (b, b"who?", b"nobody"),
+                (b, b"I am b", b"b"),
+                (a, b"who?", b"a"),
+                (b, b"who?", b"b"),
+            ]:
+                stream.write_line(line)
+                assert await stream.readline() == answer
             await a.aclose()
             await b.aclose()
 
@@ -360,14 +365,11 @@ def test_handler_reads_awaited_by_other_tasks_and_cancelled_mid_wait() -> None:
             stream.write_line(b"loop read " + line)
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             assert await stream.readline() == b"ready"
             stream.write_lines([b"first", b"second"])
             assert await stream.readline() == b"task read first"
             assert await stream.readline() == b"loop read second"
-            await stream.aclose()
 
     run(main)
 
@@ -405,45 +407,12 @@ def test_lines_in_pieces_and_in_batches_reach_the_handler_in_order() -> None:
             stream.write_line(b"got " + line)
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
-            for piece in (b"on", b"e\r", b"\ntwo\r\nthr", b"ee\r\n", b"4\r\n5\r\n6\r\n"):
-                stream.write_raw(piece)
-                await stream.drain()
-                await asyncio.sleep(0.02)  # each piece its own chunk (most likely)
+        async with connected(handler) as stream:
+            await send_in_pieces(
+                stream, [b"on", b"e\r", b"\ntwo\r\nthr", b"ee\r\n", b"4\r\n5\r\n6\r\n"]
+            )
             for expected in (b"one", b"two", b"three", b"4", b"5", b"6"):
                 assert await stream.readline() == b"got " + expected
-            await stream.aclose()
-
-    run(main)
-
-
-def test_handlers_context_variables_hold_when_resumed_from_data_received() -> None:
-    name: contextvars.ContextVar[bytes] = contextvars.ContextVar("name")
-
-    async def handler(stream: LineStream) -> None:
-        async for line in stream:  # no other await: every step is a hand-over
-            if line.startswith(b"I am "):
-                name.set(line[5:])
-            stream.write_line(name.get(b"nobody"))
-
-    async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            a = await linechat.connect("127.0.0.1", port)
-            b = await linechat.connect("127.0.0.1", port)
-            for stream, line, answer in [
-                (a, b"I am a", b"a"),
-                (b, b"who?", b"nobody"),
-                (b, b"I am b", b"b"),
-                (a, b"who?", b"a"),
-                (b, b"who?", b"b"),
-            ]:
-                stream.write_line(line)
-                assert await stream.readline() == answer
-            await a.aclose()
-            await b.aclose()
 
     run(main)
 
@@ -463,16 +432,13 @@ def test_timeout_on_a_read_that_waits_after_a_hand_over() -> None:
                 stream.write_line(b"got " + line)
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             stream.write_line(b"wait")
             assert await stream.readline() == b"timed out"
             stream.write_line(b"again")
             assert await stream.readline() == b"got again"
             stream.write_line(b"wait")
             assert await stream.readline() == b"timed out"
-            await stream.aclose()
 
     run(main)
 
@@ -491,15 +457,12 @@ def test_an_over_long_line_after_good_ones_in_one_chunk_comes_in_order() -> None
             stream.write_line(b"got " + line)
 
     async def main() -> None:
-        server, port = await serving(handler, max_line_length=10)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler, max_line_length=10) as stream:
             stream.write_line(b"a")
             assert await stream.readline() == b"got a"  # the handler waits in a hand-over
             stream.write_raw(b"b\r\n" + b"x" * 50 + b"\r\nc\r\n")
             for expected in (b"got b", b"too long", b"got c"):
                 assert await stream.readline() == expected
-            await stream.aclose()
 
     run(main)
 
@@ -517,10 +480,7 @@ def test_what_a_handler_writes_before_it_raises_is_delivered() -> None:
         async with server:  # type: ignore[attr-defined]
             for chunks in ([b"one\r\n", b"boom\r\n"], [b"one\r\nboom\r\nlost\r\n"]):
                 stream = await linechat.connect("127.0.0.1", port)
-                for chunk in chunks:
-                    stream.write_raw(chunk)
-                    await stream.drain()
-                    await asyncio.sleep(0.02)
+                await send_in_pieces(stream, chunks)
                 answers = [line async for line in stream]
                 assert answers == [b"ok one", b"ok boom", b"last words"]
                 await stream.aclose()
@@ -542,16 +502,10 @@ def test_counted_payload_in_a_later_chunk_after_a_hand_over() -> None:
                 stream.write_line(b"got " + line)
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
-            for piece in (b"set 7\r\n", b"he\r\n", b"llo\r\nnext\r\n"):
-                stream.write_raw(piece)
-                await stream.drain()
-                await asyncio.sleep(0.02)
+        async with connected(handler) as stream:
+            await send_in_pieces(stream, [b"set 7\r\n", b"he\r\n", b"llo\r\nnext\r\n"])
             assert await stream.readline() == b"STORED he|llo|"
             assert await stream.readline() == b"got next"
-            await stream.aclose()
 
     run(main)
 
@@ -589,15 +543,12 @@ def test_a_second_read_while_the_handler_waits_is_refused() -> None:
                 stream.write_line(str(error).encode())
 
     async def main() -> None:
-        server, port = await serving(handler)
-        async with server:  # type: ignore[attr-defined]
-            stream = await linechat.connect("127.0.0.1", port)
+        async with connected(handler) as stream:
             stream.write_line(b"one")
             assert await stream.readline() == b"started"
             await asyncio.sleep(0.05)
             stream.write_line(b"two")
             assert await stream.readline() == b"another read is already waiting on this stream"
-            await stream.aclose()
 
     run(main)
 
@@ -803,30 +754,13 @@ def test_write_eof_half_closes_and_the_answers_still_come() -> None:
 def test_input_handed_over_from_inside_a_task_runs_the_handler_next_turn() -> None:
     """asyncio allows one current task: input delivered from inside one is not lost."""
 
-    class Transport(asyncio.Transport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.sent: list[bytes] = []
-
-        def write(self, data: bytes | bytearray | memoryview) -> None:
-            self.sent.append(bytes(data))
-
-        def is_closing(self) -> bool:
-            return False
-
-        def get_extra_info(self, name: str, default: Any = None) -> Any:
-            return default
-
-        def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-            pass
-
     async def handler(stream: LineStream) -> None:
         async for line in stream:
             stream.write_line(b"got " + line)
 
     async def main() -> None:
         stream = LineStream(handler)
-        transport = Transport()
+        transport = HandTransport()
         stream.connection_made(transport)
         await asyncio.sleep(0)  # the handler starts, and waits for a line
         assert stream.task is not None and stream.task.waiting_for_input

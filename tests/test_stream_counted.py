@@ -20,6 +20,8 @@ import pytest
 import linechat
 from linechat import LineStream
 
+from .helpers import HandTransport
+
 pytestmark = pytest.mark.timeout(120)
 
 LIMIT = 8192  # the line limit these servers use
@@ -76,41 +78,6 @@ def case_id(case: tuple[int, int | None]) -> str:
     return f"{size}B-{'one-write' if cut is None else f'cut{cut}'}"
 
 
-class Transport(asyncio.Transport):
-    """Just enough of a transport to drive a stream by hand."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.sent.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_counted_value_sans_socket(case: tuple[int, int | None]) -> None:
     size, cut = case
@@ -119,7 +86,7 @@ def test_counted_value_sans_socket(case: tuple[int, int | None]) -> None:
 
     async def main() -> None:
         stream = LineStream(memcached_like, max_line_length=LIMIT)
-        transport = Transport()
+        transport = HandTransport()
         stream.connection_made(transport)
         await asyncio.sleep(0)  # the handler starts and waits for a line
         for piece in pieces:
@@ -200,7 +167,7 @@ def test_input_after_an_over_long_line_waits_sans_socket() -> None:
 
     async def main() -> None:
         stream = LineStream(slow_resyncing, max_line_length=64)
-        transport = Transport()
+        transport = HandTransport()
         stream.connection_made(transport)
         await asyncio.sleep(0)
         stream.data_received(b"a\r\n" + b"x" * 100)  # "a", then the start of a too-long line

@@ -62,13 +62,12 @@ from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share
     cpu_seconds,
     free_port,
     fresh_server_run,
+    idle_growth,
     log,
     publish,
     raise_nofile,
-    run_idle_hold,
     run_measured,
     sigterm_unwinds,
-    vmrss_kib,
 )
 from benchlib import cell_value as value  # noqa: E402
 
@@ -357,8 +356,6 @@ def run_fanout(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> di
 
 def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict[str, float]:
     n = opts.idle_clients
-    time.sleep(0.3)
-    before = vmrss_kib(srv.pid)
     argv = loadgen_argv(
         opts,
         "--idle",
@@ -372,41 +369,33 @@ def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
         "120",
         *srv.server.loadgen_args,
     )
-    code, after, establish, stderr = run_idle_hold(argv, srv, 120 + 120 + 30)
-    if code != 0 or after is None:
-        raise BenchError(f"loadgen --idle exit status {code}: {stderr[-1500:]}")
-    return {
-        "rss_before_kib": float(before),
-        "rss_after_kib": float(after),
-        "kib_per_client": (after - before) / n,
-        "establish_s": establish,
-    }
+    return idle_growth(argv, srv, 120 + 120 + 30, n, "kib_per_client")
 
 
 def run_cell(
     server: Server, sc: Scenario, cell: Cell, opts: argparse.Namespace, workdir: Path, label: str
 ) -> str | None:
     """One run on a fresh server; a reason if the server will not start."""
-    before = len(cell.results)
-    reason = fresh_server_run(
+    return fresh_server_run(
         lambda: RunningServer(server, opts.server_cpu, workdir),
         lambda srv: run_idle(srv, sc, opts) if sc.idle else run_fanout(srv, sc, opts),
         cell,
         label,
+        idle_summary if sc.idle else fanout_summary,
     )
-    if reason is not None or len(cell.results) == before:
-        return reason
-    result = cell.results[-1]
-    if sc.idle:
-        log(f"{label}: {result['kib_per_client']:.2f} KiB/client")
-    else:
-        log(
-            f"{label}: {result['per_cpu_s'] / 1e6:.2f} M deliveries/CPU-s "
-            f"({result['deliveries_per_s'] / 1e6:.2f} M/s, server CPU "
-            f"{result['server_cpu_pct']:.0f}%), p50 {result['p50_us']:,.0f} µs, "
-            f"p99 {result['p99_us']:,.0f} µs"
-        )
-    return None
+
+
+def fanout_summary(result: dict[str, float]) -> str:
+    return (
+        f"{result['per_cpu_s'] / 1e6:.2f} M deliveries/CPU-s "
+        f"({result['deliveries_per_s'] / 1e6:.2f} M/s, server CPU "
+        f"{result['server_cpu_pct']:.0f}%), p50 {result['p50_us']:,.0f} µs, "
+        f"p99 {result['p99_us']:,.0f} µs"
+    )
+
+
+def idle_summary(result: dict[str, float]) -> str:
+    return f"{result['kib_per_client']:.2f} KiB/client"
 
 
 # -- the report ----------------------------------------------------------------

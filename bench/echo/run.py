@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,33 +37,40 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-BIN = REPO / "bench" / "bin"
-LOADGEN = BIN / "loadgen"
-CECHO = BIN / "cecho"
-VENV_BIN = REPO / ".venv" / "bin"
-PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
-LINECHAT = str(VENV_BIN / "linechat")
-SERVERS_DIR = HERE / "servers"
-HOST = "127.0.0.1"
-
 sys.path.insert(0, str(HERE.parent))
+
 from benchlib import (  # noqa: E402  (bench/benchlib.py: what the drivers share)
+    BIN,
+    HOST,
+    LINECHAT,
+    PYTHON,
+    REPO,
     BenchError,
     Cell,
+    ServerProcess,
+    add_run_arguments,
+    alternate,
+    build_with_make,
+    check_choices,
+    cpu_model,
     cpu_seconds,
     fmt,
     free_port,
+    fresh_server_run,
+    idle_growth,
     log,
-    machine_busy_seconds,
+    publish,
     raise_nofile,
-    tail,
-    vmrss_kib,
-    watchdog,
+    run_measured,
+    sigterm_unwinds,
 )
+from benchlib import cell_value as _value  # noqa: E402
+
+LOADGEN = BIN / "loadgen"
+CECHO = BIN / "cecho"
+SERVERS_DIR = HERE / "servers"
 
 
 @dataclass(frozen=True)
@@ -215,62 +219,13 @@ SCENARIOS = [
 QUICK_SCENARIOS = ["1x1", "100x16", "10x16-4k", "idle-10k"]
 
 
-class RunningServer:
+class RunningServer(ServerProcess):
+    """A fresh server on a free port, its output in ``LOGDIR/NAME-PORT.log``."""
+
     def __init__(self, server: Server, cpu: int, logdir: Path) -> None:
         self.server = server
-        self.port = free_port()
-        self.log_path = logdir / f"{server.name}-{self.port}.log"
-        self.argv = ["taskset", "-c", str(cpu), *server.command(self.port)]
-        self._log: IO[bytes] = self.log_path.open("wb")
-        try:
-            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            self._log.close()
-            raise BenchError(f"cannot start {shlex.join(self.argv)}: {exc}") from exc
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_ready(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.proc.poll()
-            if code is not None:
-                raise BenchError(
-                    f"exited with status {code} before accepting: {tail(self.log_path)}"
-                )
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.settimeout(0.5)
-                try:
-                    s.connect((HOST, self.port))
-                except OSError:
-                    time.sleep(0.05)
-                    continue
-                return
-        raise BenchError(f"port {self.port} did not accept within {timeout:.0f} s")
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise BenchError(f"server exited with status {code}: {tail(self.log_path)}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._log.close()
+        port = free_port()
+        super().__init__(server.command(port), cpu, logdir / f"{server.name}-{port}.log", port)
 
 
 def loadgen_argv(cpu: int, *args: str) -> list[str]:
@@ -300,44 +255,15 @@ def run_load(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
         "10",
     )
     bound = 30 + opts.warmup + opts.duration + 10 + 15
-    cpu0 = cpu1 = None
-    t0 = t1 = busy0 = busy1 = 0.0
-    result: dict[str, Any] | None = None
-    with (
-        tempfile.TemporaryFile("w+") as err,
-        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True) as proc,
-        watchdog(proc, bound),
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            event = msg.get("event")
-            if event == "measure_start":
-                cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
-                busy0 = machine_busy_seconds()
-            elif event == "measure_end":
-                cpu1, t1 = cpu_seconds(srv.pid), time.monotonic()
-                busy1 = machine_busy_seconds()
-            elif msg.get("mode") == "load":
-                result = msg
-        code = proc.wait()
-        err.seek(0)
-        stderr = err.read().strip()
+    win = run_measured(argv, lambda: cpu_seconds(srv.pid), "load", bound)
+    result, code, stderr = win.result, win.code, win.stderr
     if code != 0 or result is None:
-        srv_note = ""
-        if srv.proc.poll() is not None:
-            srv_note = f"; server exited: {tail(srv.log_path)}"
-        raise BenchError(f"loadgen exit status {code}: {stderr[-1500:]}{srv_note}")
-    if cpu0 is None or cpu1 is None:
-        raise BenchError("loadgen did not report the measured window")
+        raise BenchError(f"loadgen exit status {code}: {stderr[-1500:]}{srv.exit_note()}")
+    cpu = win.server_cpu_s
     rts = float(result["round_trips"])
-    cpu = cpu1 - cpu0
     loadgen_cpu = float(result.get("cpu_s", 0.0))
     # Whatever else ran on the machine meanwhile (other users, the kernel's own work).
-    other = max(0.0, (busy1 - busy0) - cpu - loadgen_cpu)
+    other = max(0.0, (win.busy1 - win.busy0) - cpu - loadgen_cpu)
     return {
         "round_trips": rts,
         "seconds": float(result["seconds"]),
@@ -346,8 +272,8 @@ def run_load(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
         "p99_us": float(result["p99_us"]),
         "server_cpu_s": cpu,
         "loadgen_cpu_pct": 100.0 * loadgen_cpu / float(result["seconds"]),
-        "other_cpu_pct": 100.0 * other / (t1 - t0) if t1 > t0 else 0.0,
-        "server_cpu_pct": 100.0 * cpu / (t1 - t0) if t1 > t0 else 0.0,
+        "other_cpu_pct": 100.0 * other / win.seconds if win.seconds > 0 else 0.0,
+        "server_cpu_pct": 100.0 * cpu / win.seconds if win.seconds > 0 else 0.0,
         "rt_per_cpu_s": rts / cpu if cpu > 0 else float("inf"),
         "cpu_us_per_rt": 1e6 * cpu / rts if rts else 0.0,
     }
@@ -355,8 +281,6 @@ def run_load(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
 
 def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict[str, float]:
     n = opts.idle_conns
-    time.sleep(0.3)
-    before = vmrss_kib(srv.pid)
     argv = loadgen_argv(
         opts.loadgen_cpu,
         "--idle",
@@ -371,45 +295,7 @@ def run_idle(srv: RunningServer, sc: Scenario, opts: argparse.Namespace) -> dict
         "--connect-timeout",
         "60",
     )
-    with (
-        tempfile.TemporaryFile("w+") as err,
-        subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
-        ) as proc,
-        watchdog(proc, 60 + 120 + 30),
-    ):
-        assert proc.stdout is not None and proc.stdin is not None
-        ready = proc.stdout.readline()
-        after = None
-        establish = 0.0
-        if ready:
-            establish = float(json.loads(ready).get("establish_s", 0.0))
-            time.sleep(1.0)
-            srv.check_alive()
-            after = vmrss_kib(srv.pid)
-        proc.stdin.close()  # releases the connections
-        code = proc.wait()
-        err.seek(0)
-        stderr = err.read().strip()
-    if code != 0 or after is None:
-        raise BenchError(f"loadgen --idle exit status {code}: {stderr[-1500:]}")
-    return {
-        "rss_before_kib": float(before),
-        "rss_after_kib": float(after),
-        "kib_per_conn": (after - before) / n,
-        "establish_s": establish,
-    }
-
-
-def build_tools() -> None:
-    try:
-        proc = subprocess.run(
-            ["make", "-s", "-C", str(REPO), "bench-tools"], capture_output=True, text=True
-        )
-    except OSError as exc:
-        raise SystemExit(f"cannot run make to build the C tools: {exc}") from exc
-    if proc.returncode != 0 or not LOADGEN.exists() or not CECHO.exists():
-        raise SystemExit(f"building the C tools failed:\n{proc.stdout}{proc.stderr}")
+    return idle_growth(argv, srv, 60 + 120 + 30, n, "kib_per_conn")
 
 
 def build_compiled() -> str:
@@ -438,19 +324,14 @@ def check_compiled(folder: str) -> None:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     versions = [f"Python {platform.python_version()}"]
     for dist in ("uvloop", "twisted"):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
 
             versions.append(f"{dist} {version(dist)}")
-    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}; " + ", ".join(versions)
+    release = platform.release()
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, Linux {release}; " + ", ".join(versions)
 
 
 def report(
@@ -558,55 +439,28 @@ def report(
     return "\n".join(out)
 
 
-def _value(c: Cell | None, key: str, digits: int) -> str:
-    if c is None:
-        return "-"
-    if not c.results:
-        return "FAIL" if c.errors else "-"
-    text = fmt(c.median(key), digits)
-    if c.errors:
-        text += f" ({len(c.errors)} failed)"
-    return text
-
-
 def run_cell(
-    server: Server,
-    sc: Scenario,
-    c: Cell,
-    raw: list[dict[str, Any]],
-    opts: argparse.Namespace,
-    logdir: Path,
-    run: int,
+    server: Server, sc: Scenario, c: Cell, opts: argparse.Namespace, logdir: Path, label: str
 ) -> str | None:
     """One run of one cell, on a fresh server; a reason if the server won't start."""
-    label = f"{server.name} / {sc.name} / run {run + 1}/{opts.runs}"
-    try:
-        srv = RunningServer(server, opts.server_cpu, logdir)
-    except BenchError as exc:
-        return str(exc)
-    try:
-        try:
-            srv.wait_ready()
-        except BenchError as exc:
-            return f"`{shlex.join(srv.argv[3:])}` {exc}"
-        try:
-            result = run_idle(srv, sc, opts) if sc.idle else run_load(srv, sc, opts)
-        except BenchError as exc:
-            c.errors.append(str(exc).replace("\n", " "))
-            log(f"FAIL {label}: {exc}")
-            return None
-    finally:
-        srv.stop()
-    c.results.append(result)
-    raw.append({"server": server.name, "scenario": sc.name, **result})
-    if sc.idle:
-        log(f"{label}: {result['kib_per_conn']:.2f} KiB/conn")
-    else:
-        log(
-            f"{label}: {result['rt_per_s']:,.0f} RT/s, p50 {result['p50_us']:,.0f} µs, "
-            f"p99 {result['p99_us']:,.0f} µs, {result['cpu_us_per_rt']:.2f} server CPU µs/RT"
-        )
-    return None
+    return fresh_server_run(
+        lambda: RunningServer(server, opts.server_cpu, logdir),
+        lambda srv: run_idle(srv, sc, opts) if sc.idle else run_load(srv, sc, opts),
+        c,
+        label,
+        idle_summary if sc.idle else load_summary,
+    )
+
+
+def load_summary(result: dict[str, float]) -> str:
+    return (
+        f"{result['rt_per_s']:,.0f} RT/s, p50 {result['p50_us']:,.0f} µs, "
+        f"p99 {result['p99_us']:,.0f} µs, {result['cpu_us_per_rt']:.2f} server CPU µs/RT"
+    )
+
+
+def idle_summary(result: dict[str, float]) -> str:
+    return f"{result['kib_per_conn']:.2f} KiB/conn"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -616,18 +470,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Echo-server benchmark: linechat against the alternatives.",
         epilog=f"servers: {', '.join(names)}; scenarios: {', '.join(scen)}",
     )
-    p.add_argument("--runs", type=int, default=3, help="runs per cell (median reported)")
-    p.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
+    add_run_arguments(p, duration=3.0)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 run, short, fewer scenarios")
-    p.add_argument("--only", help="comma-separated servers to run")
-    p.add_argument("--scenarios", help="comma-separated scenarios to run")
     p.add_argument("--idle-conns", type=int, default=10000, help="connections for idle-10k")
-    p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--loadgen-cpu", type=int, default=1)
     p.add_argument("--loadgen-procs", type=int, default=1, help="load generator processes")
-    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
-    p.add_argument("--json", type=Path, help="write every run's raw figures here")
     p.add_argument(
         "--compiled",
         action="store_true",
@@ -641,13 +487,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         opts.warmup = 0.3
         if not opts.scenarios:
             opts.scenarios = ",".join(QUICK_SCENARIOS)
-    for attr, known in (("only", names), ("scenarios", scen)):
-        value = getattr(opts, attr)
-        if value:
-            wanted = [v.strip() for v in value.split(",") if v.strip()]
-            unknown = [v for v in wanted if v not in known]
-            if unknown:
-                p.error(f"unknown --{attr}: {', '.join(unknown)} (known: {', '.join(known)})")
+    check_choices(p, opts, only=names, scenarios=scen)
     if opts.runs < 1 or opts.duration <= 0 or opts.warmup < 0 or opts.idle_conns < 1:
         p.error("--runs, --duration and --idle-conns must be positive")
     return opts
@@ -657,10 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     opts = parse_args(args)
     command = shlex.join([".venv/bin/python", "bench/echo/run.py", *args])
-    # SIGTERM unwinds like Ctrl-C, so every server started is stopped by its PID.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    sigterm_unwinds()
     raise_nofile()
-    build_tools()
+    build_with_make("bench/bin/loadgen", "bench/bin/cecho")
     global COMPILED
     if opts.compiled:
         COMPILED = build_compiled()
@@ -672,30 +511,19 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [
         sc for sc in SCENARIOS if not opts.scenarios or sc.name in opts.scenarios.split(",")
     ]
-    cells: dict[tuple[str, str], Cell] = {}
     skipped: dict[str, str] = {}
-    raw: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="echo-bench-") as tmp:
         # Runs interleaved (run 1 of every server, then run 2...): a change in
         # the machine's load over the minutes of a benchmark hits every server.
-        for run in range(opts.runs):
-            for sc in scenarios:
-                for server in servers:
-                    if server.name in skipped:
-                        continue
-                    c = cells.setdefault((server.name, sc.name), Cell())
-                    reason = run_cell(server, sc, c, raw, opts, Path(tmp), run)
-                    if reason is not None:
-                        skipped[server.name] = reason
-                        log(f"SKIP {server.name}: {reason}")
+        cells, raw = alternate(
+            servers,
+            scenarios,
+            opts.runs,
+            skipped,
+            lambda server, sc, c, label: run_cell(server, sc, c, opts, Path(tmp), label),
+        )
     text = report(cells, servers, scenarios, skipped, opts, command)
-    print(text)
-    if opts.markdown:
-        opts.markdown.write_text(text)
-    if opts.json:
-        opts.json.write_text(json.dumps(raw, indent=1) + "\n")
-    failed = any(c.errors for c in cells.values())
-    return 1 if failed else 0
+    return publish(text, cells, raw, opts.markdown, opts.json)
 
 
 if __name__ == "__main__":

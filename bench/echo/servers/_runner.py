@@ -11,6 +11,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchlib import run_loop
+from benchlib import serve_protocol as serve_protocol  # for the protocol servers
 from benchlib import serve_streams as serve_streams  # for the streams servers
 
 

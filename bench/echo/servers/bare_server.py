@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from _runner import run_server
+from _runner import run_server, serve_protocol
 
 
 class BareEcho(asyncio.Protocol):
@@ -48,10 +48,7 @@ class BareEcho(asyncio.Protocol):
 
 
 async def serve(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(BareEcho, "127.0.0.1", port, backlog=4096)
-    async with server:
-        await server.serve_forever()
+    await serve_protocol(BareEcho, port)
 
 
 if __name__ == "__main__":

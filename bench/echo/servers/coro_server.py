@@ -22,7 +22,7 @@ from asyncio import tasks as _tasks
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, cast
 
-from _runner import run_server
+from _runner import run_server, serve_protocol
 
 _WAIT: Any = object()
 _enter_task = cast(Callable[[Any, Any], None], _tasks._enter_task)
@@ -105,10 +105,7 @@ class CoroEcho(asyncio.Protocol):
 
 
 async def serve(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(CoroEcho, "127.0.0.1", port, backlog=4096)
-    async with server:
-        await server.serve_forever()
+    await serve_protocol(CoroEcho, port)
 
 
 if __name__ == "__main__":

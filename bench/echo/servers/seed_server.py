@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from _runner import run_server
+from _runner import run_server, serve_protocol
 
 
 class ChatProtocol(asyncio.Protocol):
@@ -52,10 +52,7 @@ class ChatProtocol(asyncio.Protocol):
 
 
 async def serve(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(ChatProtocol, "127.0.0.1", port, backlog=4096)
-    async with server:
-        await server.serve_forever()
+    await serve_protocol(ChatProtocol, port)
 
 
 if __name__ == "__main__":
