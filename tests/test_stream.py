@@ -21,7 +21,7 @@ import linechat
 from linechat import ConnectionClosed, IdleTimeout, LineStream, LineTooLong, ProtocolError
 
 from .conftest import read_all, require_tool
-from .helpers import HandTransport
+from .helpers import LOOPS, HandTransport, run_on
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -279,6 +279,53 @@ def test_a_failing_handler_closes_only_its_connection(caplog: pytest.LogCaptureF
         run(main)
     assert "handler failed" in caplog.text
     assert "handler bug" in caplog.text
+
+
+def send_then_close(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
+
+
+def receive_until_closed(sock: socket.socket) -> bytes:
+    pieces = []
+    while piece := sock.recv(65536):
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_peer_that_reads_late_gets_every_reply(loop: str) -> None:
+    """Its replies past the write high-water mark pause writing and reading; once it
+    reads, both resume (reading too), and every line sent is answered."""
+    streams: list[LineStream] = []
+    count = 500_000  # 1.5 MB in, 8 MB of replies: more than the kernel's buffers hold
+
+    async def handler(stream: LineStream) -> None:
+        streams.append(stream)
+        async for line in stream:
+            stream.write_line(b"a reply to " + line)
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(20)
+                await asyncio.to_thread(sock.connect, ("127.0.0.1", port))
+                sending = asyncio.ensure_future(
+                    asyncio.to_thread(send_then_close, sock, b"x\r\n" * count)
+                )
+                # Read nothing until the server holds replies past the mark.
+                while not streams or streams[0].transport is None:
+                    await asyncio.sleep(0.01)
+                transport = streams[0].transport
+                while transport.get_write_buffer_size() <= streams[0].write_high_water:
+                    await asyncio.sleep(0.01)
+                received = await asyncio.to_thread(receive_until_closed, sock)
+                await sending
+        assert received == b"a reply to x\r\n" * count
+
+    run_on(loop, main)
 
 
 # -- the handler's task: what asyncio code inside a handler relies on -------------

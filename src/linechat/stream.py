@@ -242,6 +242,13 @@ class LineStream(LineProtocol):
             self.task.discard()  # the handler never ran
         self._input_changed()
 
+    def pause_writing(self) -> None:
+        # Not the protocol layer's: the stream keeps unhandled input in its
+        # framer, and ``_held_input`` is only for input after an over-long line
+        # (set, it would keep _set_reading(True) from ever reading again).
+        self._writing_paused = True
+        self._set_reading(False)
+
     def resume_writing(self) -> None:
         # Reading stays paused while unread input is over its high-water mark.
         self._writing_paused = False
