@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 from itertools import pairwise
 
 import pytest
@@ -447,6 +448,30 @@ def test_split_buffered_takes_a_batch_that_rewind_can_give_back() -> None:
     assert framer.read_exactly(9) == b"bb\r\nccc\r\n"
     assert framer.split_buffered(100, 256) == []
     assert framer.feed(b"\r\n") == [b"rest"]
+
+
+def test_shrink_frees_the_room_of_a_big_read_and_keeps_every_byte() -> None:
+    """What a batch took from the buffer's front stays allocated until half is
+    gone; shrink() (for input that will wait) frees it, and rewind() still works."""
+    framer = LineFramer()
+    tracemalloc.start()  # before the buffer grows: its memory is traced
+    try:
+        framer.receive(b"x\r\n" * 87_000 + b"tail")  # one big read, split a batch at a time
+        batches = [framer.split_buffered(4096, 256) for _ in range(100)]
+        assert batches[-1] == [b"x"] * 256
+        del batches
+        before = tracemalloc.get_traced_memory()[0]
+        framer.shrink()
+        freed = before - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert freed >= 100 * 256 * 3 - 1024  # the room of the lines split
+    framer.rewind(200)  # the last batch's last 56 lines given back
+    assert framer.buffered == (87_000 - 99 * 256 - 200) * 3 + 4
+    assert framer.read_exactly(6) == b"x\r\nx\r\n"
+    framer.shrink()  # nothing to free: the same bytes
+    assert framer.split_buffered(1 << 20, 1 << 20) == [b"x"] * (87_000 - 99 * 256 - 202)
+    assert framer.feed_eof() == [b"tail"]
 
 
 def test_split_buffered_over_long_line_can_be_taken_back_as_raw_bytes() -> None:

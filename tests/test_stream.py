@@ -20,7 +20,7 @@ import linechat
 from linechat import ConnectionClosed, IdleTimeout, LineStream, LineTooLong, ProtocolError
 
 from .conftest import read_all, require_tool
-from .helpers import HandTransport
+from .helpers import LOOPS, HandTransport, run_on
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -280,6 +280,121 @@ def test_a_failing_handler_closes_only_its_connection(caplog: pytest.LogCaptureF
         run(main)
     assert "handler failed" in caplog.text
     assert "handler bug" in caplog.text
+
+
+def send_then_close(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
+
+
+def receive_until_closed(sock: socket.socket) -> bytes:
+    pieces = []
+    while piece := sock.recv(65536):
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_peer_that_reads_late_gets_every_reply(loop: str) -> None:
+    """Its replies past the write high-water mark pause writing and reading; once it
+    reads, both resume (reading too), and every line sent is answered."""
+    streams: list[LineStream] = []
+    count = 500_000  # 1.5 MB in, 8 MB of replies: more than the kernel's buffers hold
+
+    async def handler(stream: LineStream) -> None:
+        streams.append(stream)
+        async for line in stream:
+            stream.write_line(b"a reply to " + line)
+
+    async def main() -> None:
+        server, port = await serving(handler)
+        async with server:  # type: ignore[attr-defined]
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(20)
+                await asyncio.to_thread(sock.connect, ("127.0.0.1", port))
+                sending = asyncio.ensure_future(
+                    asyncio.to_thread(send_then_close, sock, b"x\r\n" * count)
+                )
+                # Read nothing until the server holds replies past the mark.
+                while not streams or streams[0].transport is None:
+                    await asyncio.sleep(0.01)
+                transport = streams[0].transport
+                while transport.get_write_buffer_size() <= streams[0].write_high_water:
+                    await asyncio.sleep(0.01)
+                received = await asyncio.to_thread(receive_until_closed, sock)
+                await sending
+        assert received == b"a reply to x\r\n" * count
+
+    run_on(loop, main)
+
+
+class StalledPeerTransport(HandTransport):
+    """Takes replies until ``high`` bytes wait unsent, then pauses the stream's
+    writing; notes how much input was buffered whenever reading resumed."""
+
+    def __init__(self, stream: LineStream, high: int) -> None:
+        super().__init__()
+        self.stream, self.high = stream, high
+        self.waiting, self.paused, self.reading = 0, False, True
+        self.resumed_with: list[int] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.waiting += len(data)
+        if self.waiting > self.high and not self.paused:
+            self.paused = True
+            self.stream.pause_writing()
+
+    def drain(self) -> None:
+        self.waiting = 0
+        if self.paused:
+            self.paused = False
+            self.stream.resume_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.waiting
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+        self.resumed_with.append(self.stream.framer.buffered)
+
+
+def test_a_backlog_is_handled_before_reading_resumes() -> None:
+    """A big read (uvloop's 256 KiB) of short lines: reading pauses, writing
+    pauses once replies pass the mark, and when the peer reads them the
+    backlog is handled before the peer is read again, so a read never lands
+    on the last one's rest."""
+
+    async def handler(stream: LineStream) -> None:
+        async for line in stream:
+            stream.write_line(b"a reply to " + line)
+
+    async def main() -> None:
+        stream = LineStream(handler)
+        transport = StalledPeerTransport(stream, stream.write_high_water)
+        stream.connection_made(transport)
+        await asyncio.sleep(0)  # the handler starts and waits for a line
+        count = 256 * 1024 // 3
+        stream.data_received(b"x\r\n" * count + b"x")  # and part of a line
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert transport.paused and not transport.reading
+        assert stream.lines_out < count // 4  # replies past the mark wait for the peer
+        for _ in range(10_000):
+            if stream.lines_out == count:
+                break
+            transport.drain()  # the peer reads what was sent
+            await asyncio.sleep(0)
+        assert stream.lines_out == count
+        assert transport.reading
+        assert transport.resumed_with == [1]  # once: every line handled, part of one left
+        stream.connection_lost(None)
+        await asyncio.sleep(0)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
 
 
 # -- the handler's task: what asyncio code inside a handler relies on -------------

@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import zlib
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import pytest
 
 import linechat
 from linechat import LineStream
 
-from .helpers import HandTransport
+from .helpers import LOOPS, HandTransport, run_on
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -103,19 +101,6 @@ def test_counted_value_sans_socket(case: tuple[int, int | None]) -> None:
         await asyncio.sleep(0)
 
     asyncio.run(asyncio.wait_for(main(), 30))
-
-
-LOOPS = ("asyncio", "uvloop")
-
-
-def run_on(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``main`` on that loop (uvloop skipped where it is not installed, as in nox's
-    no-uvloop session)."""
-    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
-    if loop == "uvloop":
-        factory = pytest.importorskip("uvloop").new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(asyncio.wait_for(main(), 60))
 
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))

@@ -260,6 +260,18 @@ class LineFramer:
         self._source = None
         self._head = b""
 
+    def shrink(self) -> None:
+        """Free the buffer's spare room, for input that will wait a while.
+
+        A bytearray keeps the room of what was taken from its front (until
+        half of it is gone) and of its growth: after a big read, up to a
+        read's worth more than it holds. Copies what is buffered (the same
+        bytes: ``rewind()`` still works).
+        """
+        buf = self._buf
+        if buf.__alloc__() - len(buf) > 4096:
+            self._buf = bytearray(buf)
+
     def rewind(self, used: int) -> None:
         """Give back the lines of the last ``feed()`` after the first ``used``.
 

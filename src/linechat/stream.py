@@ -43,12 +43,17 @@ __all__ = ["LineStream", "StreamServer", "connect", "start_server"]
 log = logging.getLogger("linechat.stream")
 
 #: Unread input held before the peer stops being read (a waiting reader
-#: always gets to read on, up to the line-length limit).
+#: always gets to read on, up to the line-length limit). Reading resumes once
+#: that backlog is handled, not at the mark: the next read (256 KiB on uvloop)
+#: then lands on an empty buffer, not on the mark's worth of older input.
 READ_HIGH_WATER = 64 * 1024
 
 Handler = Callable[["LineStream"], Coroutine[Any, Any, None]]
 
 _LINE, _NEXT = -1, -2  # what a pending read wants; n >= 0 is readexactly(n)
+#: _take() found nothing to return, and input it holds waits to be read (a
+#: backlog, lines in hand while writing is paused): not a reason to read more.
+_BACKLOG: Any = object()
 
 
 class LineStream(LineProtocol):
@@ -242,13 +247,23 @@ class LineStream(LineProtocol):
             self.task.discard()  # the handler never ran
         self._input_changed()
 
+    def pause_writing(self) -> None:
+        # Not the protocol layer's: the stream keeps unhandled input in its
+        # framer, and ``_held_input`` is only for input after an over-long line
+        # (set, it would keep _set_reading(True) from ever reading again).
+        self._writing_paused = True
+        self._set_reading(False)
+        # What is buffered waits for the peer to read (perhaps never): let it
+        # take no more memory than its length.
+        self.framer.shrink()
+
     def resume_writing(self) -> None:
         # Reading stays paused while unread input is over its high-water mark.
         self._writing_paused = False
         self._wake_drainers()
         if not self._reading_paused:
             self._set_reading(True)
-        if self._next < len(self._lines):  # a read waits for the lines in hand: next turn
+        if self._want is not None:  # a read waits (for lines in hand, a backlog): next turn
             asyncio.get_running_loop().call_soon(self._resume_reads)
 
     def _resume_reads(self) -> None:
@@ -281,12 +296,14 @@ class LineStream(LineProtocol):
         else:
             super()._written()
 
-    def _about_to_wait(self) -> None:
-        """A read must wait: send the replies queued, and read the peer again."""
+    def _about_to_wait(self, found: Any) -> None:
+        """A read must wait: send the replies queued, and read the peer again,
+        unless what ``_take()`` ``found`` is a backlog still to be handled."""
         if not self._in_chunk:  # else data_received sends them as it returns
             self._flush()
-        want = self._want  # a counted read bigger than the mark must get its bytes
-        if self._reading_paused and self.framer.buffered <= max(READ_HIGH_WATER, want or 0):
+        if self._reading_paused and found is not _BACKLOG:
+            # Nothing left but part of a line (within the line limit), or less
+            # than a counted read wants: read on.
             self._reading_paused = False
             if not self._writing_paused:
                 self._set_reading(True)
@@ -356,7 +373,7 @@ class LineStream(LineProtocol):
                 got = self._take(_LINE)
                 if got[0]:
                     return got[1]  # type: ignore[no-any-return]
-                self._about_to_wait()
+                self._about_to_wait(got[1])
                 got = yield WAIT_FOR_INPUT
                 if got is not None:  # data_received handed over the line
                     return got  # type: ignore[no-any-return]
@@ -419,7 +436,7 @@ class LineStream(LineProtocol):
                 got = self._take(_NEXT)
                 if got[0]:
                     return got[1]  # type: ignore[no-any-return]
-                self._about_to_wait()
+                self._about_to_wait(got[1])
                 got = yield WAIT_FOR_INPUT
                 if got is not None:  # data_received handed over the line
                     return got  # type: ignore[no-any-return]
@@ -460,7 +477,7 @@ class LineStream(LineProtocol):
                 found, value = self._take(want)
                 if found:
                     return value
-                self._about_to_wait()
+                self._about_to_wait(value)
                 task = self.task
                 if task is not None and task.stepping:
                     value = yield WAIT_FOR_INPUT
@@ -560,7 +577,7 @@ class LineStream(LineProtocol):
         i = self._next
         if i < len(self._lines):
             if self._writing_paused and not self._gone:
-                return False, None  # the peer reads none of the replies: wait
+                return False, _BACKLOG  # the peer reads none of the replies: wait
             self._next = i + 1
             return True, self._lines[i]
         self._lines, self._next = (), 0  # let the last batch go, and its chunk
@@ -574,7 +591,7 @@ class LineStream(LineProtocol):
                 # A backlog, framed a batch per turn of the loop: the other
                 # connections get theirs in between.
                 asyncio.get_running_loop().call_soon(self._resume_reads)
-                return False, None
+                return False, _BACKLOG
             if lines := self._frame(b""):
                 self._next = 1
                 return True, lines[0]
