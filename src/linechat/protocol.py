@@ -161,8 +161,9 @@ class LineProtocol(asyncio.Protocol):
         write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
     ) -> None:
         self.framer = LineFramer(delimiter, max_line_length=max_line_length, lenient=lenient)
-        # Replies always end in the canonical delimiter (CRLF in lenient mode).
-        self.delimiter = self.framer.delimiter
+        # Replies always end in the canonical delimiter (CRLF in lenient mode),
+        # as framer.delimiter says (without a property call per connection).
+        self.delimiter = b"\r\n" if lenient else delimiter
         self.idle_timeout = idle_timeout if idle_timeout else None
         self.line_timeout = line_timeout if line_timeout else None
         self.write_high_water = write_high_water

@@ -204,7 +204,10 @@ class LineServer:
                 else:
                     _release(conn)
 
-        acceptor = Acceptor(loop, sock, accepted, self.accept_failures, self._batch_accepted)
+        def batch_done() -> None:
+            self._batch_accepted(loop)
+
+        acceptor = Acceptor(loop, sock, accepted, self.accept_failures, batch_done)
         self._listeners.append(sock)
         self._acceptors.append(acceptor)
         acceptor.start()
@@ -286,11 +289,11 @@ class LineServer:
             return
         self._starting.append((starting, waiting, protocol, conn))
 
-    def _batch_accepted(self) -> None:
+    def _batch_accepted(self, loop: asyncio.AbstractEventLoop) -> None:
         """A batch of accepts is done: finish their set-ups once the loop has made them."""
         if self._starting and not self._finish_scheduled:
             self._finish_scheduled = True
-            asyncio.get_running_loop().call_soon(self._finish_starts)
+            loop.call_soon(self._finish_starts)
 
     def _finish_starts(self) -> None:
         self._finish_scheduled = False
