@@ -28,6 +28,7 @@ from .listeners import (
     bind_tcp,
     bind_unix,
     release_unix,
+    socket_kind,
 )
 
 __all__ = [
@@ -179,7 +180,8 @@ class LineServer:
         """Accept on an already listening socket (bound here, or inherited); its address."""
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        family = int(sock.family)
+        kind = socket_kind(sock)
+        family = kind[0]
         unix = family == socket.AF_UNIX
         # uvloop takes the bare descriptor: no socket object per connection.
         bare = takes_descriptors(loop)
@@ -192,10 +194,10 @@ class LineServer:
                 if ssl_context is None and (
                     self.proxy is None or not self.proxy.expects_header(address)
                 ):
-                    conn = AcceptedFd(fd, family) if bare else accepted_socket(sock, fd)
+                    conn = AcceptedFd(fd, family) if bare else accepted_socket(kind, fd)
                     self._start_plain(loop, conn, address)  # the common case, without a Task
                 else:
-                    conn = accepted_socket(sock, fd)
+                    conn = accepted_socket(kind, fd)
                     self._spawn(self._start(conn, address, ssl_context))
             except Exception:  # the service's constructor failed: this peer only
                 log.exception("cannot start a connection from %s", format_address(address))

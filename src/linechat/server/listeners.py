@@ -42,6 +42,7 @@ __all__ = [
     "bind_unix",
     "inherited",
     "release_unix",
+    "socket_kind",
     "systemd_fds",
 ]
 
@@ -208,9 +209,17 @@ class _Accepted(socket.socket):
         self.close()
 
 
-def accepted_socket(listener: socket.socket, fd: int) -> _Accepted:
-    """A socket object for ``fd``, accepted on ``listener``."""
-    return _Accepted(listener.family, listener.type, listener.proto, fileno=fd)
+def socket_kind(listener: socket.socket) -> tuple[int, int, int]:
+    """What a socket accepted on ``listener`` is (family, type, proto), as plain ints.
+
+    Asked once per listener: the socket object's properties make enums each time.
+    """
+    return int(listener.family), int(listener.type), listener.proto
+
+
+def accepted_socket(kind: tuple[int, int, int], fd: int) -> _Accepted:
+    """A socket object for ``fd``, of the ``kind`` :func:`socket_kind` gave."""
+    return _Accepted(*kind, fileno=fd)
 
 
 class AcceptedFd:
