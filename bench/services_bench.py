@@ -17,11 +17,13 @@ the ratio of the medians of operations per server CPU-second.
   ``examples/memcache.py`` through ``linechat serve`` against the real
   ``memcached -t 1``. With ``MEMCACHE_BASELINE=DIR`` (a checkout, say a
   ``git worktree`` of an older commit) its example and linechat run too,
-  alternated with the others: an A/B of a change in one run.
+  alternated with the others: an A/B of a change in one run. ``WHOIS_BASELINE=DIR``
+  does the same for ``linechat serve whois`` (uvloop).
 
     .venv/bin/python bench/services_bench.py whois memcache --runs 5
     .venv/bin/python bench/services_bench.py whois --runs 1 --seconds 1   # smoke
     MEMCACHE_BASELINE=/tmp/base .venv/bin/python bench/services_bench.py memcache
+    WHOIS_BASELINE=/tmp/base .venv/bin/python bench/services_bench.py whois
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ def _memcache_baseline(port: int, data: Path) -> list[str]:
     return [*argv, *_serve_flags("uvloop", port)]
 
 
+def _whois_baseline(port: int, data: Path) -> list[str]:
+    """``linechat serve whois`` of another checkout ($WHOIS_BASELINE), for an A/B."""
+    base = Path(os.environ["WHOIS_BASELINE"]).resolve()
+    argv = ["env", f"PYTHONPATH={base / 'src'}", PYTHON, "-m", "linechat", "serve", "whois"]
+    argv += ["--data", str(data), "--rate", "1000000000/minute"]
+    return [*argv, *_serve_flags("uvloop", port)]
+
+
 def _memcached(port: int, data: Path) -> list[str]:
     path = shutil.which("memcached") or "memcached"
     argv = [path, "-t", "1", "-U", "0", "-l", HOST, "-p", str(port)]
@@ -126,6 +136,11 @@ if os.environ.get("MEMCACHE_BASELINE"):
             "the example of $MEMCACHE_BASELINE, uvloop",
             _memcache_baseline,
         ),
+    )
+if os.environ.get("WHOIS_BASELINE"):
+    BENCHMARKS["whois"].insert(
+        1,
+        Server("baseline-uvloop", "linechat of $WHOIS_BASELINE, uvloop", _whois_baseline),
     )
 REFERENCE = {"whois": "streams-asyncio", "memcache": "memcached"}
 

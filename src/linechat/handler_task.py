@@ -49,7 +49,8 @@ class Owner(Protocol):
 class HandlerTask:
     """Drives one handler coroutine; tells ``owner.handler_done()`` once it ends.
 
-    Made with the coroutine; :meth:`start` runs it, :meth:`discard` drops it unstarted.
+    Made with the coroutine; :meth:`start` runs it, :meth:`discard` drops it unstarted,
+    :meth:`adopt` takes over one that was started by hand.
 
     Kept small (it lives as long as its connection): the loop is looked up
     when needed, and a cancellation's message shares one slot with its flag.
@@ -92,6 +93,11 @@ class HandlerTask:
         """Run the coroutine from the loop's next turn on, as a new Task would."""
         loop = self._loop = asyncio.get_running_loop()
         loop.call_soon(self.step, context=_NO_CONTEXT)
+
+    def adopt(self, yielded: Any) -> None:
+        """Drive from here a coroutine stepped by hand until it yielded ``yielded``."""
+        self._loop = asyncio.get_running_loop()
+        self._wait_on(yielded)
 
     def discard(self) -> None:
         """For a task never started: close the coroutine (no "never awaited" warning)."""

@@ -19,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
@@ -55,6 +55,9 @@ _TIMED_OUT = 1  # the idle timeout or the line deadline closed it
 _SHUTDOWN = 2  # close_for_shutdown(): half-close, then wait for the peer's end
 _EOF_SENT = 4  # ...and our end of stream is on its way
 _LINGER = 8  # closed with input left unread: half-close, drop input (bounded), then close
+
+#: Transport types: has the type a ``max_size`` (asyncio's read size) to cap?
+_READ_CAPPED: dict[type, bool] = {}
 
 #: The default read slice (see ``_slice``), one object for every connection.
 _SLICE = max(1024, DEFAULT_WRITE_HIGH_WATER // 16)
@@ -158,8 +161,9 @@ class LineProtocol(asyncio.Protocol):
         write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
     ) -> None:
         self.framer = LineFramer(delimiter, max_line_length=max_line_length, lenient=lenient)
-        # Replies always end in the canonical delimiter (CRLF in lenient mode).
-        self.delimiter = self.framer.delimiter
+        # Replies always end in the canonical delimiter (CRLF in lenient mode),
+        # as framer.delimiter says (without a property call per connection).
+        self.delimiter = b"\r\n" if lenient else delimiter
         self.idle_timeout = idle_timeout if idle_timeout else None
         self.line_timeout = line_timeout if line_timeout else None
         self.write_high_water = write_high_water
@@ -484,28 +488,37 @@ class LineProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport: trust the interface.
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         if self.peer is None:
             self.peer = transport.get_extra_info("peername")
-        transport.set_write_buffer_limits(high=self.write_high_water)
-        if getattr(transport, "max_size", 0) > READ_SIZE:
+        transport.set_write_buffer_limits(high=self.write_high_water)  # type: ignore[attr-defined]
+        kind = transport.__class__
+        capped = _READ_CAPPED.get(kind)
+        if capped is None:  # a getattr() that fails raises inside: asked once per type
+            capped = _READ_CAPPED[kind] = hasattr(transport, "max_size")
+        if capped and transport.max_size > READ_SIZE:  # type: ignore[attr-defined]
             transport.max_size = READ_SIZE  # type: ignore[attr-defined]
         self.connected_at = time.monotonic()
-        loop = asyncio.get_running_loop()
         if self.idle_timeout is not None or self.line_timeout is not None:
-            self._last_read = loop.time()
-            if self.idle_watch is None:
+            idle_watch = self.idle_watch
+            if idle_watch is None:
+                self._last_read = asyncio.get_running_loop().time()
                 self.idle_watch = watch(self, self.idle_step())
-            else:
-                self.idle_watch.add(self)
+            else:  # a server's shared watch: its loop is ours
+                self._last_read = idle_watch.loop.time()
+                idle_watch.add(self)
         self._in_chunk = True
         try:
             self.connection_started()
         except Exception as exc:
             self._callback_failed(exc)
         finally:
-            self._end_chunk()
+            # _end_chunk(), inline: once per connection.
+            self._in_chunk = False
+            if self._out:
+                self._flush()
+            if self._closing:
+                self._close_transport()
 
     def data_received(self, data: bytes) -> None:
         """Handle a chunk; a big one (or one while writing is paused) a slice at a time.
@@ -701,12 +714,16 @@ class LineProtocol(asyncio.Protocol):
         self._gone = True
         if exc is not None and self.close_exception is None:
             self.close_exception = exc
-        if self.idle_watch is not None:
-            self.idle_watch.discard(self)
+        idle_watch = self.idle_watch
+        if idle_watch is not None:
+            if not idle_watch.shared:  # a shared watch's table is its owner's
+                idle_watch.discard(self)
             self.idle_watch = None
-        self._out.clear()
+        if self._out:
+            self._out.clear()
         self._held_input = None
-        self._wake_drainers()
+        if self._drain_waiters is not None:
+            self._wake_drainers()
         try:
             self.connection_ended(exc)
         except Exception as error:
@@ -805,8 +822,8 @@ class LineProtocol(asyncio.Protocol):
         ending = self._ending
         if (
             self._gone
-            or not transport.can_write_eof()
             or not (ending & _SHUTDOWN or self._input_unread())
+            or not transport.can_write_eof()
         ):
             transport.close()
         elif not ending & _EOF_SENT:
@@ -873,8 +890,11 @@ class LineProtocol(asyncio.Protocol):
 
     def idle_step(self) -> float:
         """How often the idle timer looks: a peer is closed 1 to 1.25 timeouts after."""
-        timeouts = [t for t in (self.idle_timeout, self.line_timeout) if t is not None]
-        return max(0.05, min(timeouts, default=0.0) / 4)
+        idle, line = self.idle_timeout, self.line_timeout
+        if idle is None or (line is not None and line < idle):
+            idle = line
+        step = idle / 4 if idle is not None else 0.0
+        return step if step > 0.05 else 0.05
 
     def look_idle(self, now: float) -> None:
         """The idle watch's look (every step): silent too long, a line too slow, a stuck close?"""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,7 +20,16 @@ from ..handler_task import HandlerTask
 from ..idle_watch import IdleWatch
 from ..protocol import LineProtocol
 from ..proxy_accept import ProxyPolicy, read_proxy_header
-from .listeners import AcceptFailures, Acceptor, bind_tcp, bind_unix, release_unix
+from .listeners import (
+    AcceptedFd,
+    AcceptFailures,
+    Acceptor,
+    accepted_socket,
+    bind_tcp,
+    bind_unix,
+    release_unix,
+    socket_kind,
+)
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -61,18 +72,36 @@ class _Refused(LineProtocol):
         self.close()
 
 
+#: What a plain connection's set-up is handed: the socket, or uvloop's stand-in.
+_Conn = socket.socket | AcceptedFd
+
+
 class _Starting:
     """Told when a plain connection's set-up ends: on failure, its slot is given back."""
 
     __slots__ = ("conn", "protocol", "server")
 
-    def __init__(self, server: LineServer, protocol: LineProtocol, conn: socket.socket) -> None:
+    def __init__(self, server: LineServer, protocol: LineProtocol, conn: _Conn) -> None:
         self.server, self.protocol, self.conn = server, protocol, conn
 
     def handler_done(self, exc: BaseException | None, cancelled: bool) -> None:
         if (exc is not None or cancelled) and self.protocol.transport is None:
-            self.conn.close()
+            _release(self.conn)
             self.server._never_connected(self.protocol, exc)
+
+
+def _release(conn: _Conn) -> None:
+    """Close an accepted connection's descriptor, unless a transport took it."""
+    if isinstance(conn, AcceptedFd):
+        conn.release()
+    else:
+        conn.close()  # a socket a transport took was detached: nothing to close
+
+
+def takes_descriptors(loop: asyncio.AbstractEventLoop) -> bool:
+    """Does ``loop.connect_accepted_socket`` take an :class:`AcceptedFd` (uvloop's does)?"""
+    uvloop = sys.modules.get("uvloop")
+    return uvloop is not None and isinstance(loop, uvloop.Loop)
 
 
 class LineServer:
@@ -109,6 +138,9 @@ class LineServer:
         self._acceptors: list[Acceptor] = []
         self._unix_paths: list[tuple[str, tuple[int, int]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Plain connections whose set-up waits for the loop to make them (see _start_plain).
+        self._starting: list[tuple[Any, Any, LineProtocol, _Conn]] = []
+        self._finish_scheduled = False
         # One bound method for every connection (one each would be 64 B apiece).
         self._on_closed = self._ended
         # The idle timeouts of our connections: one look through self.connections.
@@ -148,23 +180,36 @@ class LineServer:
         """Accept on an already listening socket (bound here, or inherited); its address."""
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        unix = sock.family == socket.AF_UNIX
+        kind = socket_kind(sock)
+        family = kind[0]
+        unix = family == socket.AF_UNIX
+        # uvloop takes the bare descriptor: no socket object per connection.
+        bare = takes_descriptors(loop)
 
-        def accepted(conn: socket.socket, address: Any) -> None:
+        def accepted(fd: int, address: Any) -> None:
             if unix:
                 address = None
+            conn: _Conn | None = None
             try:
                 if ssl_context is None and (
                     self.proxy is None or not self.proxy.expects_header(address)
                 ):
+                    conn = AcceptedFd(fd, family) if bare else accepted_socket(kind, fd)
                     self._start_plain(loop, conn, address)  # the common case, without a Task
                 else:
+                    conn = accepted_socket(kind, fd)
                     self._spawn(self._start(conn, address, ssl_context))
             except Exception:  # the service's constructor failed: this peer only
                 log.exception("cannot start a connection from %s", format_address(address))
-                conn.close()
+                if conn is None:
+                    os.close(fd)
+                else:
+                    _release(conn)
 
-        acceptor = Acceptor(loop, sock, accepted, self.accept_failures)
+        def batch_done() -> None:
+            self._batch_accepted(loop)
+
+        acceptor = Acceptor(loop, sock, accepted, self.accept_failures, batch_done)
         self._listeners.append(sock)
         self._acceptors.append(acceptor)
         acceptor.start()
@@ -223,14 +268,58 @@ class LineServer:
                 transport.close()
                 self._never_connected(protocol, ConnectionResetError("closed during the handshake"))
 
-    def _start_plain(
-        self, loop: asyncio.AbstractEventLoop, conn: socket.socket, address: Any
-    ) -> None:
-        """Make a plain connection: the loop's own coroutine, driven without a Task."""
+    def _start_plain(self, loop: asyncio.AbstractEventLoop, conn: _Conn, address: Any) -> None:
+        """Make a plain connection: the loop's own coroutine, stepped by hand.
+
+        Its first step opens the transport and has the loop schedule
+        ``connection_made``, then waits for it to be done. Rather than a
+        task (or a callback per connection) to resume it, the coroutines of
+        one batch of accepts wait in ``_starting``, and one callback, queued
+        behind the batch's ``connection_made`` calls (:meth:`_batch_accepted`),
+        finishes them all.
+        """
         protocol = self._accept()
         protocol.peer = address
-        starting = loop.connect_accepted_socket(lambda: protocol, conn)
-        HandlerTask(starting, _Starting(self, protocol, conn)).step()
+        # An AcceptedFd only ever goes to uvloop, which takes one.
+        starting = loop.connect_accepted_socket(lambda: protocol, conn)  # type: ignore[arg-type]
+        try:
+            waiting = starting.send(None)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            self._start_failed(protocol, conn, exc)
+            return
+        self._starting.append((starting, waiting, protocol, conn))
+
+    def _batch_accepted(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A batch of accepts is done: finish their set-ups once the loop has made them."""
+        if self._starting and not self._finish_scheduled:
+            self._finish_scheduled = True
+            loop.call_soon(self._finish_starts)
+
+    def _finish_starts(self) -> None:
+        self._finish_scheduled = False
+        pending, self._starting = self._starting, []
+        for starting, waiting, protocol, conn in pending:
+            if waiting.__class__ is asyncio.Future and waiting.done():
+                try:
+                    waiting = starting.send(None)
+                except StopIteration:
+                    continue  # made: the usual end
+                except BaseException as exc:
+                    self._start_failed(protocol, conn, exc)
+                    continue
+            # Waiting for something else: driven the general way from here.
+            HandlerTask(starting, _Starting(self, protocol, conn)).adopt(waiting)
+
+    def _start_failed(self, protocol: LineProtocol, conn: _Conn, exc: BaseException) -> None:
+        """A plain connection's set-up raised: close what no transport took, free its slot."""
+        if protocol.transport is None:
+            _release(conn)
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            self._never_connected(protocol, None if cancelled else exc)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise exc
 
     def _never_connected(self, protocol: LineProtocol, exc: BaseException | None) -> None:
         """A connection that failed before it was made (TLS handshake): release it.

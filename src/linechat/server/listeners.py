@@ -14,6 +14,9 @@
   line per :data:`LOG_EVERY` seconds, whatever the loop (asyncio retries such
   an accept up to ``backlog`` times per wake-up and logs every failure; uvloop
   logs nothing at all).
+- What an accepted descriptor is handed on as: a socket object
+  (:func:`accepted_socket`), or, to uvloop, which takes the descriptor over
+  itself, an :class:`AcceptedFd` (no socket object to build per connection).
 """
 
 from __future__ import annotations
@@ -32,11 +35,14 @@ from typing import Any
 
 __all__ = [
     "LOG_EVERY",
+    "AcceptedFd",
     "Acceptor",
+    "accepted_socket",
     "bind_tcp",
     "bind_unix",
     "inherited",
     "release_unix",
+    "socket_kind",
     "systemd_fds",
 ]
 
@@ -198,9 +204,62 @@ class _Accepted(socket.socket):
     family = _socket.socket.family  # type: ignore[assignment]
     type = _socket.socket.type  # type: ignore[assignment]
 
+    def release(self) -> None:
+        """Close the descriptor, unless a transport took it (then it was detached)."""
+        self.close()
+
+
+def socket_kind(listener: socket.socket) -> tuple[int, int, int]:
+    """What a socket accepted on ``listener`` is (family, type, proto), as plain ints.
+
+    Asked once per listener: the socket object's properties make enums each time.
+    """
+    return int(listener.family), int(listener.type), listener.proto
+
+
+def accepted_socket(kind: tuple[int, int, int], fd: int) -> _Accepted:
+    """A socket object for ``fd``, of the ``kind`` :func:`socket_kind` gave."""
+    return _Accepted(*kind, fileno=fd)
+
+
+class AcceptedFd:
+    """An accepted descriptor standing in for its socket, for uvloop's transports.
+
+    uvloop's ``connect_accepted_socket`` reads ``family``, ``type`` and
+    ``fileno()``, opens its transport on the descriptor (libuv closes it with
+    the transport), and then calls ``close()`` on what it was given: here
+    that only forgets the number. A socket object would cost a Python
+    constructor, a ``getsockname()`` system call (the socket module checks
+    the descriptor) and a ``detach()`` at the close. :meth:`release` closes
+    a descriptor no transport took (a set-up that failed first).
+    """
+
+    __slots__ = ("family", "fd")
+    type = socket.SOCK_STREAM
+
+    def __init__(self, fd: int, family: int) -> None:
+        self.fd = fd
+        self.family = family
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        """The transport closed the descriptor (uvloop calls this): forget it."""
+        self.fd = -1
+
+    def release(self) -> None:
+        """Close the descriptor if no transport took it; then forget it."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
 
 class Acceptor:
-    """Accept on ``listener`` whenever it is readable; hand each connection on.
+    """Accept on ``listener`` whenever it is readable; hand each descriptor on.
+
+    ``on_accept(fd, address)`` is called for each connection of a wake-up,
+    then ``on_batch()`` once (if given).
 
     Out of descriptors (or any accept failure), it stops watching the
     listener for a pause (doubling up to :data:`PAUSE_MAX` while failures
@@ -213,16 +272,16 @@ class Acceptor:
         self,
         loop: asyncio.AbstractEventLoop,
         listener: socket.socket,
-        on_accept: Callable[[socket.socket, Any], None],
+        on_accept: Callable[[int, Any], None],
         failures: AcceptFailures,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         self.loop = loop
         self.listener = listener
         self.on_accept = on_accept
+        self.on_batch = on_batch
         self.failures = failures
         self.fd = listener.fileno()
-        # What an accepted socket is (as socket.accept() would ask per connection).
-        self._kind = (int(listener.family), int(listener.type), listener.proto)
         self._pause = PAUSE_FIRST
         self._timer: asyncio.TimerHandle | None = None
         self._watching = False
@@ -241,18 +300,26 @@ class Acceptor:
             self._timer = None
 
     def _ready(self) -> None:
-        for _ in range(BATCH):
-            try:
-                fd, address = self.listener._accept()  # type: ignore[attr-defined]
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue  # the peer gave up while queued
-            except OSError as exc:
-                self._paused(exc)
-                return
-            self._pause = PAUSE_FIRST
-            self.on_accept(_Accepted(*self._kind, fileno=fd), address)
+        accept = self.listener._accept  # type: ignore[attr-defined]
+        on_accept = self.on_accept
+        accepted = 0
+        try:
+            for _ in range(BATCH):
+                try:
+                    fd, address = accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except ConnectionAbortedError:
+                    continue  # the peer gave up while queued
+                except OSError as exc:
+                    self._paused(exc)
+                    return
+                accepted += 1
+                self._pause = PAUSE_FIRST
+                on_accept(fd, address)
+        finally:
+            if accepted and self.on_batch is not None:
+                self.on_batch()
 
     def _paused(self, exc: OSError) -> None:
         self.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import ipaddress
 import logging
@@ -71,11 +72,7 @@ def protocol_factory(target: Target, settings: Settings) -> Callable[[], LinePro
     if layer_of(target) == "stream":
         return stream_protocol_factory(target, **options)  # type: ignore[arg-type]
     cls: Callable[..., LineProtocol] = target  # type: ignore[assignment]
-
-    def make() -> LineProtocol:
-        return cls(**options)
-
-    return make
+    return functools.partial(cls, **options)  # called in C: no Python frame per connection
 
 
 class Server:
