@@ -183,7 +183,9 @@ class MemcacheProtocol(LineProtocol):
         verb = line[:4]
         if verb == b"get ":
             key = line[4:]
-            if 0 < len(key) <= KEY_MAX_LENGTH and b" " not in key and b"\0" not in key:
+            # int in bytes is a memchr; bytes in bytes first tries the
+            # argument as an int and formats (then drops) a TypeError.
+            if 0 < len(key) <= KEY_MAX_LENGTH and 32 not in key and 0 not in key:
                 cache = self.cache
                 item = cache.items.get(key)
                 if item is not None and (item.expires or cache.flush_at):
@@ -196,7 +198,7 @@ class MemcacheProtocol(LineProtocol):
                         b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, item.flags, len(value), value)
                     )
                 return
-        elif verb == b"set " and b"\0" not in line:
+        elif verb == b"set " and 0 not in line:  # NUL
             tokens = line.split(b" ")
             if len(tokens) == 5:
                 key, flag_text, time_text, length_text = tokens[1:]
