@@ -102,6 +102,7 @@ class LineProtocol(asyncio.Protocol):
         "_line_started",
         "_lines_seen",
         "_linger_left",
+        "_one_by_one",
         "_out",
         "_prefix",
         "_prefixed",
@@ -207,6 +208,9 @@ class LineProtocol(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._flush_scheduled = False
         self._gone = False  # connection_lost has run
+        # lines_received() is the default (line_received() one by one):
+        # data_received() then runs its loop inline.
+        self._one_by_one = type(self).lines_received is LineProtocol.lines_received
 
     # -- to override -------------------------------------------------------
 
@@ -219,28 +223,12 @@ class LineProtocol(asyncio.Protocol):
         Override it to answer a whole batch at once (the echo service does).
         An override must stop at :meth:`close` and must not use raw reads.
         """
+        # data_received() runs this loop inline when it is not overridden:
+        # keep the two in step.
         for used, line in enumerate(lines, 1):
             self.line_received(line)
             if self._stop_batch:
-                self._stop_batch = False
-                if self._closing:
-                    if used < len(lines):
-                        self._ending |= _LINGER  # closed with requests unanswered: they are unread
-                    return
-                if self._held:
-                    self.framer.rewind(used)
-                    return
-                wanted = self._raw_wanted
-                if wanted is None:
-                    return
-                # A counted read: its bytes usually end this very chunk.
-                framer = self.framer
-                data = framer.read_after(used, wanted)
-                if data is not None:
-                    self._raw_wanted = None
-                    if not framer.buffered:
-                        self._pulling = False  # nothing left: lines come from feed() again
-                    self.raw_received(data)
+                self._batch_stopped(used, len(lines))
                 return
 
     def raw_received(self, data: bytes) -> None:
@@ -414,10 +402,7 @@ class LineProtocol(asyncio.Protocol):
         self._stop_batch = True
         if not self._in_chunk:
             self._flush()
-        elif (
-            type(self).lines_received is not LineProtocol.lines_received
-            and self.framer.fed_lines() > 1
-        ):
+        elif not self._one_by_one and self.framer.fed_lines() > 1:
             # In an override of lines_received (the echo service's "."), which
             # cannot say how many lines of its batch it used (the default
             # counts them): with more than one, take the rest as unread.
@@ -517,10 +502,11 @@ class LineProtocol(asyncio.Protocol):
             if self._ending & _LINGER:
                 self._drop_input(len(data))
             return
-        self.bytes_in += len(data)  # the idle timer watches it: no clock read per chunk
+        size = len(data)
+        self.bytes_in += size  # the idle timer watches it: no clock read per chunk
         self._in_chunk = True
         try:
-            if len(data) > self._slice or self._held_input is not None:
+            if size > self._slice or self._held_input is not None:
                 self._receive_slices(data)
             elif self._pulling:
                 self._handle(data)
@@ -536,7 +522,16 @@ class LineProtocol(asyncio.Protocol):
                 else:
                     if lines:
                         self.lines_in += len(lines)
-                        self.lines_received(lines)
+                        if self._one_by_one:
+                            # lines_received(), not overridden, inline (keep
+                            # the two in step): a call per chunk saved.
+                            for used, line in enumerate(lines, 1):
+                                self.line_received(line)
+                                if self._stop_batch:
+                                    self._batch_stopped(used, len(lines))
+                                    break
+                        else:
+                            self.lines_received(lines)
                         if self._pulling:
                             self._pull()
                     if not self._pulling:
@@ -552,7 +547,7 @@ class LineProtocol(asyncio.Protocol):
             out = self._out
             transport = self.transport
             if out and transport is not None:
-                reply = out[0] if len(out) == 1 else b"".join(out)
+                reply = b"".join(out)  # (one reply: that very object, not a copy)
                 out.clear()
                 self.bytes_out += len(reply)
                 transport.write(reply)
@@ -719,6 +714,28 @@ class LineProtocol(asyncio.Protocol):
 
     # -- internals ---------------------------------------------------------
 
+    def _batch_stopped(self, used: int, count: int) -> None:
+        """Line ``used`` of a batch of ``count`` closed, held or started a raw read."""
+        self._stop_batch = False
+        if self._closing:
+            if used < count:
+                self._ending |= _LINGER  # closed with requests unanswered: they are unread
+            return
+        if self._held:
+            self.framer.rewind(used)
+            return
+        wanted = self._raw_wanted
+        if wanted is None:
+            return
+        # A counted read: its bytes usually end this very chunk.
+        framer = self.framer
+        data = framer.read_after(used, wanted)
+        if data is not None:
+            self._raw_wanted = None
+            if not framer._buf:  # (framer.buffered, without a property call)
+                self._pulling = False  # nothing left: lines come from feed() again
+            self.raw_received(data)
+
     def _too_long(self, exc: LineTooLong) -> None:
         """An over-long line: hand out the lines before it, then apply the policy."""
         framer = self.framer
@@ -866,7 +883,7 @@ class LineProtocol(asyncio.Protocol):
     def _flush(self) -> None:
         out = self._out
         if out and self.transport is not None:
-            data = out[0] if len(out) == 1 else b"".join(out)
+            data = b"".join(out)  # (one item: that very object, not a copy)
             out.clear()
             self.bytes_out += len(data)
             self.transport.write(data)
