@@ -41,9 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchlib import NullTransport, callgrind_instructions, run_as_callback  # noqa: E402
+from memcache_floor import FloorMemcache  # noqa: E402
 
 from examples.memcache import MemcacheProtocol  # noqa: E402
-from memcache_floor import FloorMemcache  # noqa: E402
 from linechat.service import defaults_of  # noqa: E402
 
 T = TypeVar("T")

@@ -94,11 +94,13 @@ class Cache:
 
     def put(self, key: bytes, item: Item) -> None:
         """Store ``item`` (replacing any), then evict the oldest items past the bound."""
-        old = self.items.pop(key, None)
-        if old is not None:
-            self.size -= len(key) + len(old.value) + self.ITEM_OVERHEAD
-        self.items[key] = item
-        self.size += len(key) + len(item.value) + self.ITEM_OVERHEAD
+        items = self.items
+        old = items.pop(key, None)  # popped, so the key is the newest in the order
+        items[key] = item
+        if old is None:
+            self.size += len(key) + len(item.value) + self.ITEM_OVERHEAD
+        else:
+            self.size += len(item.value) - len(old.value)
         if self.size > self.max_bytes:
             self._evict()
         if item.expires < 0:  # stored already expired (a negative expiry time)
@@ -201,7 +203,7 @@ class MemcacheProtocol(LineProtocol):
         elif verb == b"set " and 0 not in line:  # NUL
             tokens = line.split(b" ")
             if len(tokens) == 5:
-                key, flag_text, time_text, length_text = tokens[1:]
+                _, key, flag_text, time_text, length_text = tokens
                 if (
                     0 < len(key) <= KEY_MAX_LENGTH
                     and time_text == b"0"
@@ -211,8 +213,8 @@ class MemcacheProtocol(LineProtocol):
                     and length_text.isdigit()
                 ):
                     flags, length = int(flag_text), int(length_text)
-                    # memcached's item_size(), inline
-                    size = 48 + len(key) + 1 + (4 if flags else 0) + length + 2 + 8
+                    # memcached's item_size(), inline: 48 + key + 1 + (4) + length + 2 + 8
+                    size = 59 + len(key) + length + (4 if flags else 0)
                     if size <= self.max_item_size:
                         self._pending = (key, flags)  # lighter than a Storage
                         self.read_raw(length + 2)
