@@ -152,11 +152,12 @@ class LineFramer:
                 else:
                     lines = data.split(b"\r\n")
                     n = len(lines)
-                    # Bare LFs too? One line's chunk (two parts) is asked with two
-                    # memchrs: bytes.count() parses its arguments the slow way.
+                    # Bare LFs too? A chunk of one or two lines (two or three
+                    # parts, a command and its data block) is asked with memchrs:
+                    # bytes.count() parses its arguments the slow way.
                     if (
-                        (10 in lines[0] or (lines[1] and 10 in lines[1]))
-                        if n == 2
+                        (10 in lines[0] or 10 in lines[1] or (n == 3 and 10 in lines[2]))
+                        if 1 < n < 4
                         else data.count(b"\n") != n - 1
                     ):
                         return self._split(data)
