@@ -310,7 +310,8 @@ class LineProtocol(asyncio.Protocol):
 
     def write_raw(self, data: bytes) -> None:
         """Send ``bytes`` as they are (a counted payload, a pre-built batch)."""
-        if not isinstance(data, bytes):  # as the compiled build checks on entry
+        # As the compiled build checks on entry; the class first (no call).
+        if data.__class__ is not bytes and not isinstance(data, bytes):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
         if self._closing or not data:
             return
