@@ -212,7 +212,8 @@ class MemcacheProtocol(LineProtocol):
                     and flag_text.isdigit()
                     and length_text.isdigit()
                 ):
-                    flags, length = int(flag_text), int(length_text)
+                    flags = 0 if flag_text == b"0" else int(flag_text)  # (int() is dear)
+                    length = int(length_text)
                     # memcached's item_size(), inline: 48 + key + 1 + (4) + length + 2 + 8
                     size = 59 + len(key) + length + (4 if flags else 0)
                     if size <= self.max_item_size:
