@@ -156,8 +156,10 @@ class LineFramer:
                     # parts, a command and its data block) is asked with memchrs:
                     # bytes.count() parses its arguments the slow way.
                     if (
-                        (10 in lines[0] or 10 in lines[1] or (n == 3 and 10 in lines[2]))
-                        if 1 < n < 4
+                        (10 in lines[0] or (lines[1] and 10 in lines[1]))
+                        if n == 2
+                        else (10 in lines[0] or 10 in lines[1] or (lines[2] and 10 in lines[2]))
+                        if n == 3
                         else data.count(b"\n") != n - 1
                     ):
                         return self._split(data)
