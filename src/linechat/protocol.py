@@ -18,6 +18,7 @@ import asyncio
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -58,6 +59,44 @@ _LINGER = 8  # closed with input left unread: half-close, drop input (bounded), 
 
 #: The default read slice (see ``_slice``), one object for every connection.
 _SLICE = max(1024, DEFAULT_WRITE_HIGH_WATER // 16)
+
+
+class _TurnWriter:
+    """The connections of one event loop whose replies wait for the end of its turn.
+
+    With :attr:`LineProtocol.defer_replies`, a chunk's replies are queued
+    here instead of written; one callback per turn (after every chunk the
+    loop read in it was handled) writes them all, back to back.
+    """
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: list[LineProtocol] = []
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for protocol in pending:  # (one listed twice: the second finds nothing to send)
+            if protocol._closing:
+                continue  # close() sent what was queued; abort() drops it
+            try:
+                protocol._flush()
+            except Exception as exc:  # this connection only: the others' replies still go
+                log.error("writing replies failed for %s", protocol.peer, exc_info=exc)
+                protocol.abort()
+
+
+#: One per event loop (not holding it: a closed loop's entry goes with it).
+_turn_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _TurnWriter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _turn_writer(loop: asyncio.AbstractEventLoop) -> _TurnWriter:
+    writer = _turn_writers.get(loop)
+    if writer is None:
+        writer = _turn_writers[loop] = _TurnWriter()
+    return writer
 
 
 def encode_line(line: bytes | str) -> bytes:
@@ -111,6 +150,7 @@ class LineProtocol(asyncio.Protocol):
         "_seen_bytes",
         "_slice",
         "_stop_batch",
+        "_turn",
         "_unsent_seen",
         "_writing_paused",
         "bytes_in",
@@ -134,6 +174,14 @@ class LineProtocol(asyncio.Protocol):
     #: Writes made outside a chunk's handling: sent at once (False), or
     #: gathered until the event loop's next turn, one transport write for all.
     coalesce_writes: bool = False
+
+    #: Replies to a chunk: written as soon as the chunk is handled (False), or
+    #: (True) once the event loop has handled every chunk it read in this
+    #: turn, every such connection's replies back to back. The same writes,
+    #: later by at most the rest of the turn: a peer on the same host that
+    #: sleeps between replies (an application, a load generator) is woken
+    #: once per turn rather than once per reply, which costs this side less.
+    defer_replies: bool = False
 
     #: Sent by the default :meth:`line_too_long` before it closes.
     too_long_reply: bytes = b"ERROR line too long"
@@ -208,6 +256,7 @@ class LineProtocol(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._flush_scheduled = False
         self._gone = False  # connection_lost has run
+        self._turn: _TurnWriter | None = None  # defer_replies: this loop's queue
         # lines_received() is the default (line_received() one by one):
         # data_received() then runs its loop inline.
         self._one_by_one = type(self).lines_received is LineProtocol.lines_received
@@ -479,6 +528,8 @@ class LineProtocol(asyncio.Protocol):
             transport.max_size = READ_SIZE  # type: ignore[attr-defined]
         self.connected_at = time.monotonic()
         loop = asyncio.get_running_loop()
+        if self.defer_replies:
+            self._turn = _turn_writer(loop)
         if self.idle_timeout is not None or self.line_timeout is not None:
             self._last_read = loop.time()
             if self.idle_watch is None:
@@ -548,10 +599,17 @@ class LineProtocol(asyncio.Protocol):
             out = self._out
             transport = self.transport
             if out and transport is not None:
-                reply = b"".join(out)  # (one reply: that very object, not a copy)
-                out.clear()
-                self.bytes_out += len(reply)
-                transport.write(reply)
+                turn = self._turn
+                if turn is not None and not self._closing:
+                    # defer_replies: sent at the end of the loop's turn, with the others.
+                    if not turn.pending:
+                        asyncio.get_running_loop().call_soon(turn.flush)
+                    turn.pending.append(self)
+                else:
+                    reply = b"".join(out)  # (one reply: that very object, not a copy)
+                    out.clear()
+                    self.bytes_out += len(reply)
+                    transport.write(reply)
             if self._closing:
                 self._close_transport()
 
