@@ -170,6 +170,10 @@ class MemcacheProtocol(LineProtocol):
     max_item_size: ClassVar[int] = 1024 * 1024
     version: ClassVar[bytes] = b"VERSION 1.6.18-linechat-example"
     too_long_reply = b"CLIENT_ERROR line too long"
+    #: Replies leave at the end of the event loop's turn, every connection's
+    #: together: a client on the same host is woken once per turn, not once
+    #: per reply (memcached's clients are often on the same host).
+    defer_replies = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**{"lenient": True, "max_line_length": MAX_LINE_LENGTH, **options})
