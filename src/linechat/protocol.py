@@ -181,6 +181,7 @@ class LineProtocol(asyncio.Protocol):
     #: later by at most the rest of the turn: a peer on the same host that
     #: sleeps between replies (an application, a load generator) is woken
     #: once per turn rather than once per reply, which costs this side less.
+    #: (The protocol layer's; the stream layer writes as each chunk ends.)
     defer_replies: bool = False
 
     #: Sent by the default :meth:`line_too_long` before it closes.
