@@ -16,8 +16,12 @@ each answered (the load counts each command as a round trip: halve for that).
 * ``--mode profile``: cProfile of many pairs, the functions by own time.
 * ``--mode time``: CPU ns per pair, median of ``--runs``.
 
+``--server floor`` drives the floor instead (``bench/memcache_floor.py``, a
+bare Protocol that speaks just set and get): the least Python per pair.
+
     .venv/bin/python bench/memcache_hotpath.py
     .venv/bin/python bench/memcache_hotpath.py --mode profile
+    .venv/bin/python bench/memcache_hotpath.py --server floor
 """
 
 from __future__ import annotations
@@ -37,11 +41,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchlib import NullTransport, callgrind_instructions, run_as_callback  # noqa: E402
+from memcache_floor import FloorMemcache  # noqa: E402
 
 from examples.memcache import MemcacheProtocol  # noqa: E402
 from linechat.service import defaults_of  # noqa: E402
 
 T = TypeVar("T")
+
+
+class Immediate(MemcacheProtocol):
+    """The example with each chunk's replies written with it: what is counted is
+    the Python work per chunk (``defer_replies`` only moves the write to the
+    end of the loop's turn, which this driver, all in one callback, never ends)."""
+
+    defer_replies = False
+
+
 KEY = b"key:000007"
 VALUE = b"%032d" % 7
 SET = b"set %s 0 0 32\r\n%s\r\n" % (KEY, VALUE)
@@ -49,26 +64,32 @@ GET = b"get %s\r\n" % KEY
 REPLIES = b"STORED\r\n" + b"VALUE %s 0 32\r\n%s\r\nEND\r\n" % (KEY, VALUE)
 
 
-def make(sink: Callable[[bytes], Any] | None = None) -> MemcacheProtocol:
+def make(
+    sink: Callable[[bytes], Any] | None = None, server: str = "example"
+) -> MemcacheProtocol | FloorMemcache:
     """A connected protocol, as ``linechat serve examples.memcache:MemcacheProtocol`` makes it."""
-    options = {k: v for k, v in defaults_of(MemcacheProtocol).items() if k != "port"}
-    proto = MemcacheProtocol(**options, idle_timeout=300.0)
+    proto: MemcacheProtocol | FloorMemcache
+    if server == "floor":
+        proto = FloorMemcache()
+    else:
+        options = {k: v for k, v in defaults_of(MemcacheProtocol).items() if k != "port"}
+        proto = Immediate(**options, idle_timeout=300.0)
     proto.connection_made(NullTransport(sink))  # type: ignore[arg-type]
     return proto
 
 
-def check() -> None:
+def check(server: str) -> None:
     """The driver's chunks get the replies the load generator checks."""
     out: list[bytes] = []
-    proto = make(out.append)
+    proto = make(out.append, server)
     proto.data_received(SET)
     proto.data_received(GET)
     if b"".join(out) != REPLIES:
         raise SystemExit(f"unexpected replies: {b''.join(out)!r}")
 
 
-def driver() -> Callable[[int], None]:
-    proto = make()
+def driver(server: str) -> Callable[[int], None]:
+    proto = make(server=server)
     receive = proto.data_received
 
     def run(n: int) -> None:
@@ -88,14 +109,13 @@ def in_loop(fn: Callable[[], T]) -> T:
         loop.close()
 
 
-def child(pairs: int) -> None:
-    in_loop(lambda: driver()(pairs))
+def child(pairs: int, server: str) -> None:
+    in_loop(lambda: driver(server)(pairs))
 
 
-def callgrind(low: int, high: int) -> float:
-    low_total, high_total = (
-        callgrind_instructions([sys.executable, __file__, "--child", str(n)]) for n in (low, high)
-    )
+def callgrind(low: int, high: int, server: str) -> float:
+    argv = [sys.executable, __file__, "--server", server, "--child"]
+    low_total, high_total = (callgrind_instructions([*argv, str(n)]) for n in (low, high))
     return (high_total - low_total) / (high - low)
 
 
@@ -104,24 +124,25 @@ def main() -> int:
     parser.add_argument("--mode", choices=["callgrind", "profile", "time"], default="callgrind")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--pairs", type=int, default=100_000)
+    parser.add_argument("--server", choices=["example", "floor"], default="example")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child)
+        child(args.child, args.server)
         return 0
-    in_loop(check)
+    in_loop(lambda: check(args.server))
     if args.mode == "callgrind":
-        figure = callgrind(1_000, 6_000)
+        figure = callgrind(1_000, 6_000, args.server)
         print(f"instructions per set+get pair: {figure:,.0f}")
     elif args.mode == "profile":
         profiler = cProfile.Profile()
-        in_loop(lambda: profiler.runcall(driver(), args.pairs))
+        in_loop(lambda: profiler.runcall(driver(args.server), args.pairs))
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(25)
     else:
 
         def measure() -> list[float]:
-            run = driver()
+            run = driver(args.server)
             run(args.pairs // 10)
             samples = []
             for _ in range(args.runs):

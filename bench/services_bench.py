@@ -15,7 +15,8 @@ the ratio of the medians of operations per server CPU-second.
 - ``memcache``: 50 connections, each alternating ``set`` and ``get`` of its
   own 32-byte value, one command in flight, every reply checked.
   ``examples/memcache.py`` through ``linechat serve`` against the real
-  ``memcached -t 1``. With ``MEMCACHE_BASELINE=DIR`` (a checkout, say a
+  ``memcached -t 1``, and the floor: a bare uvloop Protocol that speaks just
+  set and get (``bench/memcache_floor.py``). With ``MEMCACHE_BASELINE=DIR`` (a checkout, say a
   ``git worktree`` of an older commit) its example and linechat run too,
   alternated with the others: an A/B of a change in one run. ``WHOIS_BASELINE=DIR``
   does the same for ``linechat serve whois`` (uvloop).
@@ -98,6 +99,10 @@ def _whois_baseline(port: int, data: Path) -> list[str]:
     argv += ["--data", str(data), "--rate", "1000000000/minute"]
     return [*argv, *_serve_flags("uvloop", port)]
 
+def _memcache_floor(port: int, data: Path) -> list[str]:
+    script = str(REPO / "bench" / "memcache_floor.py")
+    return [PYTHON, script, "--port", str(port), "--loop", "uvloop"]
+
 
 def _memcached(port: int, data: Path) -> list[str]:
     path = shutil.which("memcached") or "memcached"
@@ -125,6 +130,7 @@ BENCHMARKS: dict[str, list[Server]] = {
         Server(
             "example-asyncio", "examples/memcache.py, asyncio loop", _linechat_memcache("asyncio")
         ),
+        Server("floor-uvloop", "bare Protocol, set/get only, uvloop", _memcache_floor),
         Server("memcached", "memcached -t 1 (C)", _memcached),
     ],
 }

@@ -94,11 +94,13 @@ class Cache:
 
     def put(self, key: bytes, item: Item) -> None:
         """Store ``item`` (replacing any), then evict the oldest items past the bound."""
-        old = self.items.pop(key, None)
-        if old is not None:
-            self.size -= len(key) + len(old.value) + self.ITEM_OVERHEAD
-        self.items[key] = item
-        self.size += len(key) + len(item.value) + self.ITEM_OVERHEAD
+        items = self.items
+        old = items.pop(key, None)  # popped, so the key is the newest in the order
+        items[key] = item
+        if old is None:
+            self.size += len(key) + len(item.value) + self.ITEM_OVERHEAD
+        else:
+            self.size += len(item.value) - len(old.value)
         if self.size > self.max_bytes:
             self._evict()
         if item.expires < 0:  # stored already expired (a negative expiry time)
@@ -168,6 +170,10 @@ class MemcacheProtocol(LineProtocol):
     max_item_size: ClassVar[int] = 1024 * 1024
     version: ClassVar[bytes] = b"VERSION 1.6.18-linechat-example"
     too_long_reply = b"CLIENT_ERROR line too long"
+    #: Replies leave at the end of the event loop's turn, every connection's
+    #: together: a client on the same host is woken once per turn, not once
+    #: per reply (memcached's clients are often on the same host).
+    defer_replies = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**{"lenient": True, "max_line_length": MAX_LINE_LENGTH, **options})
@@ -183,7 +189,9 @@ class MemcacheProtocol(LineProtocol):
         verb = line[:4]
         if verb == b"get ":
             key = line[4:]
-            if 0 < len(key) <= KEY_MAX_LENGTH and b" " not in key and b"\0" not in key:
+            # int in bytes is a memchr; bytes in bytes first tries the
+            # argument as an int and formats (then drops) a TypeError.
+            if 0 < len(key) <= KEY_MAX_LENGTH and 32 not in key and 0 not in key:
                 cache = self.cache
                 item = cache.items.get(key)
                 if item is not None and (item.expires or cache.flush_at):
@@ -196,10 +204,10 @@ class MemcacheProtocol(LineProtocol):
                         b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, item.flags, len(value), value)
                     )
                 return
-        elif verb == b"set " and b"\0" not in line:
+        elif verb == b"set " and 0 not in line:  # NUL
             tokens = line.split(b" ")
             if len(tokens) == 5:
-                key, flag_text, time_text, length_text = tokens[1:]
+                _, key, flag_text, time_text, length_text = tokens
                 if (
                     0 < len(key) <= KEY_MAX_LENGTH
                     and time_text == b"0"
@@ -208,9 +216,10 @@ class MemcacheProtocol(LineProtocol):
                     and flag_text.isdigit()
                     and length_text.isdigit()
                 ):
-                    flags, length = int(flag_text), int(length_text)
-                    # memcached's item_size(), inline
-                    size = 48 + len(key) + 1 + (4 if flags else 0) + length + 2 + 8
+                    flags = 0 if flag_text == b"0" else int(flag_text)  # (int() is dear)
+                    length = int(length_text)
+                    # memcached's item_size(), inline: 48 + key + 1 + (4) + length + 2 + 8
+                    size = 59 + len(key) + length + (4 if flags else 0)
                     if size <= self.max_item_size:
                         self._pending = (key, flags)  # lighter than a Storage
                         self.read_raw(length + 2)

@@ -152,11 +152,14 @@ class LineFramer:
                 else:
                     lines = data.split(b"\r\n")
                     n = len(lines)
-                    # Bare LFs too? One line's chunk (two parts) is asked with two
-                    # memchrs: bytes.count() parses its arguments the slow way.
+                    # Bare LFs too? A chunk of one or two lines (two or three
+                    # parts, a command and its data block) is asked with memchrs:
+                    # bytes.count() parses its arguments the slow way.
                     if (
                         (10 in lines[0] or (lines[1] and 10 in lines[1]))
                         if n == 2
+                        else (10 in lines[0] or 10 in lines[1] or (lines[2] and 10 in lines[2]))
+                        if n == 3
                         else data.count(b"\n") != n - 1
                     ):
                         return self._split(data)
@@ -337,12 +340,18 @@ class LineFramer:
         if source and not self._buf and not self._head and not self._failed:
             # The chunk is all in ``source``, its tail was empty and nothing was
             # received since: the raw bytes end it if the lengths add up.
-            sep = self._sep
-            one = used == 1  # the usual: the command was the chunk's first line
-            start = source.index(sep) + len(sep) if one else self._offset_after(source, used)
-            if len(source) - start == n:
-                self._source = None
-                return source[start:]
+            if used == 1:  # the usual: the command was the chunk's first line
+                # partition(): one C call that parses no arguments (index()
+                # does, the slow way); what it copies is at most the chunk.
+                rest = source.partition(self._sep)[2]
+                if len(rest) == n:
+                    self._source = None
+                    return rest
+            else:
+                start = self._offset_after(source, used)
+                if len(source) - start == n:
+                    self._source = None
+                    return source[start:]
         if self._eof:
             return None
         self.rewind(used)

@@ -207,7 +207,7 @@ class LineStream(LineProtocol):
                     out = self._out
                     transport = self.transport
                     if out and transport is not None:
-                        reply = out[0] if len(out) == 1 else b"".join(out)
+                        reply = b"".join(out)  # (one item: that very object)
                         out.clear()
                         self.bytes_out += len(reply)
                         transport.write(reply)
