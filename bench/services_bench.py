@@ -99,6 +99,7 @@ def _whois_baseline(port: int, data: Path) -> list[str]:
     argv += ["--data", str(data), "--rate", "1000000000/minute"]
     return [*argv, *_serve_flags("uvloop", port)]
 
+
 def _memcache_floor(port: int, data: Path) -> list[str]:
     script = str(REPO / "bench" / "memcache_floor.py")
     return [PYTHON, script, "--port", str(port), "--loop", "uvloop"]
