@@ -326,6 +326,9 @@ class HandTransport(asyncio.Transport):
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return 16 * 1024, 64 * 1024
+
 
 #: The event loops a test over loopback may run on (see :func:`run_on`).
 LOOPS = ("asyncio", "uvloop")

@@ -354,6 +354,15 @@ class StalledPeerTransport(HandTransport):
     def get_write_buffer_size(self) -> int:
         return self.waiting
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.high = 64 * 1024 if high is None else high
+        if self.waiting > self.high and not self.paused:
+            self.paused = True
+            self.stream.pause_writing()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.high // 4, self.high
+
     def pause_reading(self) -> None:
         self.reading = False
 
@@ -365,8 +374,8 @@ class StalledPeerTransport(HandTransport):
 def test_a_backlog_is_handled_before_reading_resumes() -> None:
     """A big read (uvloop's 256 KiB) of short lines: reading pauses, writing
     pauses once replies pass the mark, and when the peer reads them the
-    backlog is handled before the peer is read again, so a read never lands
-    on the last one's rest."""
+    backlog is handled, and its replies taken, before the peer is read again:
+    a read never lands on the last one's rest, nor waits with its replies."""
 
     async def handler(stream: LineStream) -> None:
         async for line in stream:
@@ -389,8 +398,11 @@ def test_a_backlog_is_handled_before_reading_resumes() -> None:
             transport.drain()  # the peer reads what was sent
             await asyncio.sleep(0)
         assert stream.lines_out == count
+        transport.drain()  # the last replies: the peer is read again once it took them
+        await asyncio.sleep(0)
         assert transport.reading
         assert transport.resumed_with == [1]  # once: every line handled, part of one left
+        assert transport.high == stream.write_high_water
         stream.connection_lost(None)
         await asyncio.sleep(0)
 

@@ -260,6 +260,9 @@ class LineStream(LineProtocol):
     def resume_writing(self) -> None:
         # Reading stays paused while unread input is over its high-water mark.
         self._writing_paused = False
+        transport = self.transport
+        if transport is not None and not transport.get_write_buffer_limits()[1]:
+            transport.set_write_buffer_limits(high=self.write_high_water)  # _wait_for_replies()
         self._wake_drainers()
         if not self._reading_paused:
             self._set_reading(True)
@@ -305,8 +308,27 @@ class LineStream(LineProtocol):
             # Nothing left but part of a line (within the line limit), or less
             # than a counted read wants: read on.
             self._reading_paused = False
-            if not self._writing_paused:
+            if not (self._writing_paused or self._wait_for_replies()):
                 self._set_reading(True)
+
+    def _wait_for_replies(self) -> bool:
+        """A backlog was handled, but the peer has not taken all its replies:
+        should reading wait until it has? Then the transport says so.
+
+        A read now (256 KiB on uvloop) would only wait with them, unhandled,
+        if the peer reads no more. The transport's high-water mark drops to 0
+        (``pause_writing()`` now, ``resume_writing()`` once every reply is
+        sent, which puts it back): meanwhile the kernel still sends what it
+        holds.
+        """
+        transport = self.transport
+        if transport is None or self._gone or not transport.get_write_buffer_size():
+            return False
+        transport.set_write_buffer_limits(high=0)
+        if self._writing_paused:
+            return True
+        transport.set_write_buffer_limits(high=self.write_high_water)  # it did not pause
+        return False
 
     def _keep_input(self, data: bytes) -> None:
         """Input that arrives while the framer is stopped at an over-long line.
