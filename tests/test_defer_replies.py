@@ -108,3 +108,27 @@ def test_many_connections_get_every_reply_in_order(cut: int) -> None:
     for number, replies in enumerate(asyncio.run(main())):
         expected = b"".join(b"LINE line %d.%d\r\nRAW %05d\r\n" % (number, i, i) for i in range(20))
         assert replies == expected + b"BYE\r\n"
+
+
+class Settings(LineProtocol):
+    """Every class-level setting of LineProtocol, set in a subclass's body."""
+
+    too_long_reply = b"TOO LONG"
+    coalesce_writes = True
+
+
+def test_a_subclass_class_settings_are_used_in_both_builds() -> None:
+    """In the compiled build an annotated attribute would be a native slot
+    that keeps the base's default: the subclass's value must be the one read."""
+
+    async def main() -> None:
+        protocol, transport = Settings(max_line_length=4), HandTransport()
+        protocol.connection_made(transport)
+        protocol.write_line(b"outside a chunk")  # coalesce_writes: not sent yet
+        assert transport.sent == []
+        await asyncio.sleep(0)
+        assert transport.sent == [b"outside a chunk\r\n"]
+        protocol.data_received(b"too long\r\n")
+        assert transport.sent[1:] == [b"TOO LONG\r\n"]
+
+    asyncio.run(main())

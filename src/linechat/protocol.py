@@ -20,7 +20,7 @@ import ssl
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConnectionClosed, IdleTimeout, LineTimeout, LineTooLong, ProtocolError
 from .framing import DEFAULT_MAX_LINE_LENGTH, LineFramer
@@ -174,9 +174,14 @@ class LineProtocol(asyncio.Protocol):
         "write_high_water",
     )
 
+    # The settings below are class attributes (ClassVar): a subclass sets
+    # them in its class body, and the compiled build then reads the
+    # subclass's value (an annotated attribute would be a native slot there,
+    # keeping the base class's default).
+
     #: Writes made outside a chunk's handling: sent at once (False), or
     #: gathered until the event loop's next turn, one transport write for all.
-    coalesce_writes: bool = False
+    coalesce_writes: ClassVar[bool] = False
 
     #: Replies to a chunk: written as soon as the chunk is handled (False), or
     #: (True) once the event loop has handled every chunk it read in this
@@ -185,20 +190,20 @@ class LineProtocol(asyncio.Protocol):
     #: sleeps between replies (an application, a load generator) is woken
     #: once per turn rather than once per reply, which costs this side less.
     #: (The protocol layer's; the stream layer writes as each chunk ends.)
-    defer_replies: bool = False
+    defer_replies: ClassVar[bool] = False
 
     #: Sent by the default :meth:`line_too_long` before it closes.
-    too_long_reply: bytes = b"ERROR line too long"
+    too_long_reply: ClassVar[bytes] = b"ERROR line too long"
 
     #: Sent by the default :meth:`line_timeout_expired` before it closes.
-    line_timeout_reply: bytes = b"ERROR line timeout"
+    line_timeout_reply: ClassVar[bytes] = b"ERROR line timeout"
 
     #: A close that leaves the peer's input unread (an over-long line, requests
     #: sent after the one that closed) half-closes, then reads and drops input
     #: until the peer closes, for at most this many seconds...
-    linger_seconds: float = 2.0
+    linger_seconds: ClassVar[float] = 2.0
     #: ...or this many bytes; past them the connection is dropped (a flood).
-    linger_bytes: int = 256 * 1024
+    linger_bytes: ClassVar[int] = 256 * 1024
 
     def __init__(
         self,
