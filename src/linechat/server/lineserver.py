@@ -22,6 +22,7 @@ from ..protocol import LineProtocol
 from ..proxy_accept import ProxyPolicy, read_proxy_header
 from .listeners import (
     AcceptedFd,
+    AcceptedSocket,
     AcceptFailures,
     Acceptor,
     accepted_socket,
@@ -73,7 +74,7 @@ class _Refused(LineProtocol):
 
 
 #: What a plain connection's set-up is handed: the socket, or uvloop's stand-in.
-_Conn = socket.socket | AcceptedFd
+_Conn = AcceptedSocket | AcceptedFd
 
 
 class _Starting:
@@ -86,16 +87,8 @@ class _Starting:
 
     def handler_done(self, exc: BaseException | None, cancelled: bool) -> None:
         if (exc is not None or cancelled) and self.protocol.transport is None:
-            _release(self.conn)
+            self.conn.release()
             self.server._never_connected(self.protocol, exc)
-
-
-def _release(conn: _Conn) -> None:
-    """Close an accepted connection's descriptor, unless a transport took it."""
-    if isinstance(conn, AcceptedFd):
-        conn.release()
-    else:
-        conn.close()  # a socket a transport took was detached: nothing to close
 
 
 def takes_descriptors(loop: asyncio.AbstractEventLoop) -> bool:
@@ -204,7 +197,7 @@ class LineServer:
                 if conn is None:
                     os.close(fd)
                 else:
-                    _release(conn)
+                    conn.release()
 
         def batch_done() -> None:
             self._batch_accepted(loop)
@@ -315,7 +308,7 @@ class LineServer:
     def _start_failed(self, protocol: LineProtocol, conn: _Conn, exc: BaseException) -> None:
         """A plain connection's set-up raised: close what no transport took, free its slot."""
         if protocol.transport is None:
-            _release(conn)
+            conn.release()
             cancelled = isinstance(exc, asyncio.CancelledError)
             self._never_connected(protocol, None if cancelled else exc)
         if isinstance(exc, KeyboardInterrupt | SystemExit):

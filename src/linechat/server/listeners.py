@@ -36,6 +36,7 @@ from typing import Any
 __all__ = [
     "LOG_EVERY",
     "AcceptedFd",
+    "AcceptedSocket",
     "Acceptor",
     "accepted_socket",
     "bind_tcp",
@@ -193,7 +194,7 @@ def inherited(fds: list[int]) -> list[socket.socket]:
     return sockets
 
 
-class _Accepted(socket.socket):
+class AcceptedSocket(socket.socket):
     """An accepted connection's socket, whose ``family`` and ``type`` are plain ints.
 
     The event loop reads them for every connection; socket.socket converts
@@ -217,9 +218,9 @@ def socket_kind(listener: socket.socket) -> tuple[int, int, int]:
     return int(listener.family), int(listener.type), listener.proto
 
 
-def accepted_socket(kind: tuple[int, int, int], fd: int) -> _Accepted:
+def accepted_socket(kind: tuple[int, int, int], fd: int) -> AcceptedSocket:
     """A socket object for ``fd``, of the ``kind`` :func:`socket_kind` gave."""
-    return _Accepted(*kind, fileno=fd)
+    return AcceptedSocket(*kind, fileno=fd)
 
 
 class AcceptedFd:
